@@ -1,0 +1,190 @@
+"""LSNet backbone ("See Large, Focus Small", CVPR 2025) for mmdet and mmseg.
+
+Module names follow the authors' release exactly, so their checkpoints load
+unchanged: ``patch_embed`` (stride-8 stem), ``blocks1``..``blocks4`` (stages 2-4
+open with a depthwise stride-2 downsampler). Outputs have strides 8, 16, 32, 64.
+"""
+import re
+
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ...checkpoint import CheckpointError, extract_state_dict, imagenet_to_backbone, \
+    load_checkpoint_file
+from ..layers import ConvBN, LSNetBlock
+
+ARCH_SETTINGS = {
+    't': dict(embed_dims=(64, 128, 256, 384), depths=(0, 2, 8, 10)),
+    's': dict(embed_dims=(96, 192, 320, 448), depths=(1, 2, 8, 10)),
+    'b': dict(embed_dims=(128, 256, 384, 512), depths=(4, 6, 8, 10)),
+}
+NUM_HEADS = (3, 3, 3, 4)
+KEY_DIM = 16
+BIAS_RESOLUTION = 14
+
+
+def describe_state_dict(sd):
+    """(embed_dims, depths) of an LSNet backbone state dict, or None if it is not one."""
+    if 'patch_embed.4.c.weight' not in sd:
+        return None
+    dims, depths = [int(sd['patch_embed.4.c.weight'].shape[0])], []
+    for s in range(1, 5):
+        blocks = {int(m.group(1)) for k in sd for m in [re.match(rf'blocks{s}\.(\d+)\.', k)] if m}
+        first = 0 if s == 1 else 2
+        depths.append(len([b for b in blocks if b >= first]))
+        if s > 1:
+            w = sd.get(f'blocks{s}.1.c.weight')
+            dims.append(int(w.shape[0]) if w is not None else -1)
+    return tuple(dims), tuple(depths)
+
+
+def arch_of(sd):
+    desc = describe_state_dict(sd)
+    for name, cfg in ARCH_SETTINGS.items():
+        if desc == (cfg['embed_dims'], cfg['depths']):
+            return name
+    return None
+
+
+@MODELS.register_module()
+class LSNet(BaseModule):
+    """LSNet backbone.
+
+    Args:
+        arch (str | dict): 't', 's' or 'b', or a dict with ``embed_dims`` and ``depths``.
+        out_indices (Sequence[int]): stages whose outputs are returned (0-3).
+        frozen_stages (int): -1 freezes nothing, 0 the stem, k the stem and stages 1..k
+            (no gradients, eval mode).
+        norm_eval (bool): keep every BatchNorm in eval mode while training (frozen
+            statistics, as the paper's detection and segmentation recipes do).
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)`` loads a
+            released ImageNet checkpoint (or a downstream one, with ``prefix='backbone.'``).
+    """
+
+    def __init__(self, arch='t', in_channels=3, out_indices=(0, 1, 2, 3), frozen_stages=-1,
+                 norm_eval=True, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if isinstance(arch, str):
+            if arch.lower() not in ARCH_SETTINGS:
+                raise ValueError(f"LSNet arch must be one of {sorted(ARCH_SETTINGS)} or a dict "
+                                 f"with embed_dims and depths, got {arch!r}")
+            self.arch = arch.lower()
+            settings = ARCH_SETTINGS[self.arch]
+        else:
+            self.arch = 'custom'
+            settings = dict(arch)
+        self.embed_dims = tuple(settings['embed_dims'])
+        self.depths = tuple(settings['depths'])
+        num_heads = tuple(settings.get('num_heads', NUM_HEADS))
+        key_dim = settings.get('key_dim', KEY_DIM)
+        if len(self.embed_dims) != 4 or len(self.depths) != 4:
+            raise ValueError('LSNet needs four embed_dims and four depths')
+        out_indices = tuple(out_indices)
+        if not out_indices or any(i not in range(4) for i in out_indices):
+            raise ValueError(f'out_indices must be a non-empty subset of 0..3, got {out_indices}')
+        if frozen_stages not in range(-1, 5):
+            raise ValueError(f'frozen_stages must be in -1..4, got {frozen_stages}')
+        self.out_indices = out_indices
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+        c1 = self.embed_dims[0]
+        self.patch_embed = nn.Sequential(
+            ConvBN(in_channels, c1 // 4, 3, 2, 1), nn.ReLU(),
+            ConvBN(c1 // 4, c1 // 2, 3, 2, 1), nn.ReLU(),
+            ConvBN(c1 // 2, c1, 3, 2, 1))
+        for s, (dim, depth) in enumerate(zip(self.embed_dims, self.depths)):
+            layers = []
+            if s > 0:
+                prev = self.embed_dims[s - 1]
+                layers += [ConvBN(prev, prev, 3, 2, 1, groups=prev), ConvBN(prev, dim)]
+            layers += [LSNetBlock(dim, d, use_attention=(s == 3), key_dim=key_dim,
+                                  num_heads=num_heads[s]) for d in range(depth)]
+            self.add_module(f'blocks{s + 1}', nn.Sequential(*layers))
+        self.out_channels = [self.embed_dims[i] for i in out_indices]
+        self._freeze_stages()
+
+    @property
+    def stages(self):
+        return [self.blocks1, self.blocks2, self.blocks3, self.blocks4]
+
+    def forward(self, x):
+        x = self.patch_embed(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    def _freeze_stages(self):
+        modules = [self.patch_embed] + self.stages
+        for m in modules[:self.frozen_stages + 1]:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode=True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    # ------------------------------------------------------------------ loading
+    def init_weights(self):
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            self.load_pretrained(cfg['checkpoint'], prefix=cfg.get('prefix'))
+            self._is_init = True
+            return
+        super().init_weights()
+
+    def load_pretrained(self, path, prefix=None):
+        """Load released LSNet weights (ImageNet or downstream) from ``path``.
+
+        Checks that the checkpoint is of this model's arch, converts ImageNet tables,
+        loads non-strictly and logs what was missing or unexpected.
+        Returns mmengine-style (missing_keys, unexpected_keys).
+        """
+        sd = extract_state_dict(load_checkpoint_file(path, what='LSNet pretrained checkpoint'),
+                                path)
+        if prefix is None and any(k.startswith('backbone.') for k in sd):
+            prefix = 'backbone.'
+        if prefix:
+            sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        self.check_arch(sd, path)
+        sd = imagenet_to_backbone(sd, BIAS_RESOLUTION)
+        own = self.state_dict()
+        wrong = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+                 for k, v in sd.items() if k in own and own[k].shape != v.shape]
+        if wrong:
+            raise CheckpointError(f'{path!r} does not fit LSNet-{self.arch}: shapes differ for '
+                                  + '; '.join(wrong[:5]))
+        missing, unexpected = self.load_state_dict(sd, strict=False)
+        # index buffers are built by the model itself, never read from a file
+        missing = [k for k in missing if not k.endswith('attention_bias_idxs')]
+        print_log(f'LSNet-{self.arch}: loaded {len(sd) - len(unexpected)} tensors from {path}; '
+                  f'missing keys: {missing or "none"}; unexpected keys: {unexpected or "none"}',
+                  logger='current')
+        return missing, unexpected
+
+    def check_arch(self, sd, path='checkpoint'):
+        desc = describe_state_dict(sd)
+        if desc is None:
+            raise CheckpointError(
+                f'{path!r} is not an LSNet checkpoint: it has no "patch_embed" stem weights '
+                f'(first keys: {list(sd)[:5]}). Use a released LSNet ImageNet checkpoint.')
+        if desc != (self.embed_dims, self.depths):
+            found = arch_of(sd)
+            name = f'LSNet-{found}' if found else 'an LSNet of another size'
+            raise CheckpointError(
+                f'{path!r} is {name} (embed dims {desc[0]}, depths {desc[1]}), but the model '
+                f'is LSNet-{self.arch} (embed dims {self.embed_dims}, depths {self.depths}). '
+                f'Use the checkpoint released for arch {self.arch!r}'
+                + (f" or set arch='{found}'." if found else '.'))

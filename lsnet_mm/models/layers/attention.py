@@ -1,0 +1,77 @@
+"""Multi-head self-attention of LSNet's last stage, with a learned relative-position bias.
+
+The bias is learned on a 14x14 grid (one value per |dy|, |dx| offset and head)
+and resized bicubically to (N, N) for the actual feature map of N pixels, so the
+same weights serve any input size.
+"""
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .conv_bn import ConvBN
+
+
+def relative_offset_index(resolution: int) -> torch.Tensor:
+    """(R*R, R*R) index of each point pair's (|dy|, |dx|) offset, numbered in first-seen order."""
+    points = list(itertools.product(range(resolution), range(resolution)))
+    offsets, idxs = {}, []
+    for p1 in points:
+        for p2 in points:
+            off = (abs(p1[0] - p2[0]), abs(p1[1] - p2[1]))
+            idxs.append(offsets.setdefault(off, len(offsets)))
+    n = len(points)
+    return torch.tensor(idxs, dtype=torch.long).view(n, n)
+
+
+class Attention(nn.Module):
+
+    def __init__(self, channels, key_dim=16, num_heads=4, resolution=14):
+        super().__init__()
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.scale = key_dim ** -0.5
+        self.nh_kd = key_dim * num_heads
+        self.head_dim = channels // num_heads  # value width: attn_ratio (C / (kd * nh)) * kd
+        self.dh = self.head_dim * num_heads
+        self.qkv = ConvBN(channels, 2 * self.nh_kd + self.dh)
+        self.dw = ConvBN(self.nh_kd, self.nh_kd, 3, padding=1, groups=self.nh_kd)
+        self.proj = nn.Sequential(nn.ReLU(), ConvBN(self.dh, channels, bn_weight_init=0))
+        idx = relative_offset_index(resolution)
+        self.attention_biases = nn.Parameter(torch.zeros(num_heads, int(idx.max()) + 1))
+        self.register_buffer('attention_bias_idxs', idx, persistent=True)
+        # Eval-time cache of resized tables, keyed so that a weight update, a load
+        # or a device move can never serve a stale table.
+        self._bias_cache = {}
+
+    def attention_bias(self, n: int) -> torch.Tensor:
+        """The (nh, n, n) bias for a map of n pixels: the 14x14 table resized bicubically."""
+        p = self.attention_biases
+        cacheable = not self.training and not (torch.is_grad_enabled() and p.requires_grad) \
+            and not torch.jit.is_tracing()
+        key = (n, p.device, p._version, p.data_ptr())
+        if cacheable and key in self._bias_cache:
+            return self._bias_cache[key]
+        table = self.attention_biases[:, self.attention_bias_idxs]
+        if table.shape[-1] != n:
+            table = F.interpolate(table.unsqueeze(0), size=(n, n), mode='bicubic',
+                                  align_corners=False).squeeze(0)
+        if cacheable:
+            if len(self._bias_cache) > 16:
+                self._bias_cache.clear()
+            self._bias_cache[key] = table
+        return table
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        n = h * w
+        q, k, v = self.qkv(x).split([self.nh_kd, self.nh_kd, self.dh], dim=1)
+        q = self.dw(q)
+        q = q.reshape(b, self.num_heads, self.key_dim, n)
+        k = k.reshape(b, self.num_heads, self.key_dim, n)
+        v = v.reshape(b, self.num_heads, self.head_dim, n)
+        attn = (q.transpose(-2, -1) @ k) * self.scale + self.attention_bias(n).to(q.dtype)
+        attn = attn.softmax(dim=-1)
+        out = (v @ attn.transpose(-2, -1)).reshape(b, self.dh, h, w)
+        return self.proj(out)

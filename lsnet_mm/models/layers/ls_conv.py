@@ -1,0 +1,45 @@
+"""LS convolution: large-kernel perception predicts per-pixel 3x3 kernels, small-kernel
+aggregation applies them ("See Large, Focus Small")."""
+from torch import nn
+
+from ...ops import ska
+from .conv_bn import ConvBN
+
+
+class LargeKernelPerception(nn.Module):
+    """Predicts one 3x3 kernel per pixel and weight group from a 7x7 depthwise context.
+
+    Returns (B, C // groups_div, 9, H, W).
+    """
+
+    def __init__(self, channels, large_kernel=7, small_kernel=3, group_width=8):
+        super().__init__()
+        hidden = channels // 2
+        self.num_groups = channels // group_width
+        self.small_kernel = small_kernel
+        self.cv1 = ConvBN(channels, hidden)
+        self.act = nn.ReLU()
+        self.cv2 = ConvBN(hidden, hidden, large_kernel, padding=large_kernel // 2, groups=hidden)
+        self.cv3 = ConvBN(hidden, hidden)
+        self.cv4 = nn.Conv2d(hidden, small_kernel ** 2 * self.num_groups, kernel_size=1)
+        self.norm = nn.GroupNorm(self.num_groups, small_kernel ** 2 * self.num_groups)
+
+    def forward(self, x):
+        x = self.act(self.cv3(self.cv2(self.act(self.cv1(x)))))
+        w = self.norm(self.cv4(x))
+        b, _, h, wd = w.shape
+        return w.view(b, self.num_groups, self.small_kernel ** 2, h, wd)
+
+
+class LSConv(nn.Module):
+    """bn(ska(x, lkp(x))) + x."""
+
+    def __init__(self, channels):
+        super().__init__()
+        if channels % 8:
+            raise ValueError(f'LSConv needs channels divisible by 8, got {channels}')
+        self.lkp = LargeKernelPerception(channels)
+        self.bn = nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        return self.bn(ska(x, self.lkp(x))) + x

@@ -1,0 +1,50 @@
+"""LSNetFPN: mmdet's FPN plus optional finer levels made by transposed convolution.
+
+LSNet's finest output has stride 8; Mask R-CNN wants a stride-4 level. Each extra
+level upsamples the finest lateral (after the top-down pass) with a 2x2 stride-2
+ConvTranspose2d and smooths it with a 3x3 conv. Extra levels come first in the
+output, so ``num_outs`` counts them (e.g. 5 = one stride-4 level + strides 8-64).
+"""
+from mmcv.cnn import ConvModule
+from mmdet.models.necks import FPN
+from mmengine.registry import MODELS
+from torch import nn
+
+
+@MODELS.register_module()
+class LSNetFPN(FPN):
+
+    def __init__(self, in_channels, out_channels, num_outs, num_extra_trans_convs=0,
+                 conv_cfg=None, norm_cfg=None, act_cfg=None, **kwargs):
+        if num_extra_trans_convs < 0 or num_extra_trans_convs >= num_outs:
+            raise ValueError(f'num_extra_trans_convs must be in 0..num_outs-1, got '
+                             f'{num_extra_trans_convs} with num_outs={num_outs}')
+        super().__init__(in_channels, out_channels, num_outs - num_extra_trans_convs,
+                         conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg, **kwargs)
+        self.num_extra_trans_convs = num_extra_trans_convs
+        self.extra_trans_convs = nn.ModuleList()
+        self.extra_fpn_convs = nn.ModuleList()
+        for _ in range(num_extra_trans_convs):
+            self.extra_trans_convs.append(ConvModule(
+                out_channels, out_channels, 2, stride=2, conv_cfg=dict(type='deconv'),
+                norm_cfg=norm_cfg, act_cfg=act_cfg, inplace=False))
+            self.extra_fpn_convs.append(ConvModule(
+                out_channels, out_channels, 3, padding=1, conv_cfg=conv_cfg,
+                norm_cfg=norm_cfg, act_cfg=act_cfg, inplace=False))
+
+    def forward(self, inputs):
+        if not self.num_extra_trans_convs:
+            return super().forward(inputs)
+        # FPN.forward hands the finest top-down lateral to fpn_convs[0]; catch it there
+        # rather than re-writing mmdet's top-down pass.
+        finest = []
+        hook = self.fpn_convs[0].register_forward_pre_hook(lambda m, args: finest.append(args[0]))
+        try:
+            outs = super().forward(inputs)
+        finally:
+            hook.remove()
+        x, extra = finest[0], []
+        for up, smooth in zip(self.extra_trans_convs, self.extra_fpn_convs):
+            x = up(x)
+            extra.insert(0, smooth(x))
+        return tuple(extra) + tuple(outs)

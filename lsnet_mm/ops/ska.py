@@ -1,0 +1,120 @@
+"""Small-kernel aggregation (SKA), the parameter-free half of the LS convolution.
+
+Each output pixel is a 3x3 neighbourhood of the input weighted by a kernel
+predicted for that pixel. Channel ``c`` uses weight group ``c % G`` (``G`` =
+``w.shape[1]``); the released LSNet weights depend on that mapping.
+
+Two implementations share one entry point, :func:`ska`:
+
+* a PyTorch path with a hand-written backward that loops over the nine taps,
+  so it never materialises the 9x copy of the input that ``unfold`` would and
+  saves only ``x`` and ``w`` for backward;
+* a fused Triton kernel (``ska_triton``) for CUDA tensors, used automatically
+  when Triton imports; it is never required.
+"""
+import os
+
+import torch
+import torch.nn.functional as F
+
+_TAPS = [(u, v) for u in range(3) for v in range(3)]
+
+
+def _check(x: torch.Tensor, w: torch.Tensor) -> None:
+    if x.dim() != 4 or w.dim() != 5:
+        raise ValueError(f'ska expects x of shape (B, C, H, W) and w of shape '
+                         f'(B, G, 9, H, W); got {tuple(x.shape)} and {tuple(w.shape)}')
+    b, c, h, wd = x.shape
+    if (w.shape[0], w.shape[2], w.shape[3], w.shape[4]) != (b, 9, h, wd) or c % w.shape[1]:
+        raise ValueError(f'ska: weights {tuple(w.shape)} do not fit input {tuple(x.shape)}: '
+                         f'expected (B, G, 9, H, W) with C divisible by G')
+
+
+def _grouped(t: torch.Tensor, groups: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C // G, G, H, W), so channel r * G + g sits at [:, r, g]."""
+    b, c, h, w = t.shape
+    return t.view(b, c // groups, groups, h, w)
+
+
+def ska_forward_torch(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    b, c, h, wd = x.shape
+    groups = w.shape[1]
+    xp = _grouped(F.pad(x, (1, 1, 1, 1)), groups)
+    out = torch.zeros((b, c // groups, groups, h, wd), dtype=torch.promote_types(x.dtype, w.dtype),
+                      device=x.device)
+    for t, (u, v) in enumerate(_TAPS):
+        out.addcmul_(xp[..., u:u + h, v:v + wd], w[:, None, :, t])
+    return out.view(b, c, h, wd).to(x.dtype)
+
+
+def ska_backward_torch(grad_out, x, w, need_x=True, need_w=True):
+    b, c, h, wd = x.shape
+    groups = w.shape[1]
+    go = _grouped(grad_out, groups)
+    grad_x = grad_w = None
+    if need_x:
+        # Tap (u, v) read x[i+u-1, j+v-1]; send its gradient back to that pixel.
+        dtype = torch.promote_types(grad_out.dtype, w.dtype)
+        gxp = torch.zeros((b, c // groups, groups, h + 2, wd + 2), dtype=dtype, device=x.device)
+        for t, (u, v) in enumerate(_TAPS):
+            gxp[..., u:u + h, v:v + wd].addcmul_(go, w[:, None, :, t])
+        grad_x = gxp[..., 1:h + 1, 1:wd + 1].reshape(b, c, h, wd).to(x.dtype)
+    if need_w:
+        xp = _grouped(F.pad(x, (1, 1, 1, 1)), groups)
+        grad_w = torch.empty_like(w)
+        for t, (u, v) in enumerate(_TAPS):
+            grad_w[:, :, t] = (go * xp[..., u:u + h, v:v + wd]).sum(1, dtype=w.dtype)
+    return grad_x, grad_w
+
+
+class _SKATorch(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return ska_forward_torch(x, w)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, w = ctx.saved_tensors
+        return ska_backward_torch(grad_out.contiguous(), x, w, *ctx.needs_input_grad)
+
+
+def triton_available() -> bool:
+    """True when the fused kernel can run (Triton importable); LSNET_SKA_TORCH=1 opts out."""
+    if os.environ.get('LSNET_SKA_TORCH') == '1':
+        return False
+    try:
+        from . import ska_triton  # noqa: F401
+    except Exception:  # Triton missing or broken: the PyTorch path serves.
+        return False
+    return True
+
+
+def _use_triton(x: torch.Tensor) -> bool:
+    if x.is_cuda:
+        return triton_available()
+    # Triton's interpreter runs the same kernels on CPU tensors (used by the tests).
+    return os.environ.get('TRITON_INTERPRET') == '1' and triton_available()
+
+
+def ska(x: torch.Tensor, w: torch.Tensor, backend: str = 'auto') -> torch.Tensor:
+    """Aggregate each pixel's 3x3 neighbourhood of ``x`` with per-pixel kernels ``w``.
+
+    Args:
+        x: (B, C, H, W) features.
+        w: (B, G, 9, H, W) kernels, G dividing C; channel c uses group c % G.
+        backend: 'auto' (Triton on CUDA when importable, else PyTorch),
+            'torch' or 'triton'.
+    """
+    _check(x, w)
+    if backend == 'auto':
+        backend = 'triton' if _use_triton(x) else 'torch'
+    if backend == 'triton':
+        from .ska_triton import ska_triton
+        return ska_triton(x, w)
+    if backend != 'torch':
+        raise ValueError(f"ska backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return ska_forward_torch(x, w)  # plain ops, so exporters can see the graph
+    return _SKATorch.apply(x, w)
