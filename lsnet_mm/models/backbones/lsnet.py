@@ -15,6 +15,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ...checkpoint import CheckpointError, extract_state_dict, imagenet_to_backbone, \
     load_checkpoint_file
 from ..layers import ConvBN, LSNetBlock
+from ..layers.reparam import reparameterize
 
 ARCH_SETTINGS = {
     't': dict(embed_dims=(64, 128, 256, 384), depths=(0, 2, 8, 10)),
@@ -105,6 +106,7 @@ class LSNet(BaseModule):
                                   num_heads=num_heads[s]) for d in range(depth)]
             self.add_module(f'blocks{s + 1}', nn.Sequential(*layers))
         self.out_channels = [self.embed_dims[i] for i in out_indices]
+        self.deploy = False
         self._freeze_stages()
 
     @property
@@ -134,6 +136,24 @@ class LSNet(BaseModule):
             for m in self.modules():
                 if isinstance(m, _BatchNorm):
                     m.eval()
+        return self
+
+    def switch_to_deploy(self):
+        """Convert in place for fast inference (as mmpretrain's RepVGG does).
+
+        Folds every Conv-BN into one conv, each RepVGG-style depthwise mixer into one
+        3x3 depthwise conv and each LS convolution's BatchNorm into a per-channel
+        affine; attention biases are computed once per feature-map size. Outputs match
+        eval mode up to float rounding. Irreversible: the result has no BatchNorm
+        statistics left and is meant for inference only (it is put in eval mode).
+        See :mod:`lsnet_mm.models.layers.reparam`.
+        """
+        if self.deploy:
+            return self
+        self.eval()
+        for name, child in list(self.named_children()):
+            setattr(self, name, reparameterize(child))
+        self.deploy = True
         return self
 
     # ------------------------------------------------------------------ loading
