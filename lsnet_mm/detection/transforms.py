@@ -1,0 +1,36 @@
+"""An image loader whose errors name the file that failed and what to do about it."""
+from mmcv.transforms import LoadImageFromFile
+from mmengine.registry import TRANSFORMS
+
+
+class ImageDecodeError(RuntimeError):
+    """An image listed by the dataset could not be read or decoded."""
+
+
+@TRANSFORMS.register_module()
+class CheckedLoadImageFromFile(LoadImageFromFile):
+    """mmcv's ``LoadImageFromFile`` (same arguments) that turns a missing, empty,
+    truncated or non-image file into an :class:`ImageDecodeError` naming the file.
+
+    mmcv's own loader fails with an opaque OpenCV assertion on an empty file and
+    with a bare ``assert`` (skipped under ``python -O``) on undecodable bytes.
+    """
+
+    def transform(self, results):
+        filename = results.get('img_path')
+        try:
+            out = super().transform(results)
+        except FileNotFoundError as e:
+            raise ImageDecodeError(
+                f'image file not found: {filename!r} (listed by the annotation file). Check '
+                f'data_root/data_prefix in the config, or that the data set is complete.') from e
+        except Exception as e:  # decoder errors come as cv2.error, AssertionError, OSError...
+            raise ImageDecodeError(
+                f'could not decode image {filename!r}: {type(e).__name__}: '
+                f'{str(e).strip() or "no details"}. The file is empty, truncated or not an '
+                f'image; re-download or regenerate it, or remove it from the annotation '
+                f'file.') from e
+        if out is not None and out.get('img') is None:
+            raise ImageDecodeError(f'could not decode image {filename!r}: the decoder returned '
+                                   f'nothing (empty, truncated or not an image).')
+        return out

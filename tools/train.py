@@ -1,0 +1,121 @@
+"""Train a model from an mmdet or mmseg config with mmengine's Runner.
+
+The config's ``default_scope`` ('mmdet' or 'mmseg') decides which library builds
+the model, datasets and metrics; this script is the same for both.
+
+    python tools/train.py configs/retinanet_lsnet_t.py
+    python tools/train.py CONFIG --work-dir work_dirs/x --resume            # latest in work dir
+    python tools/train.py CONFIG --resume work_dirs/x/epoch_4.pth
+    bash tools/dist_train.sh CONFIG 8 [--amp] [--auto-scale-lr]             # torchrun
+
+Before the runner starts it checks (and names what is wrong and how to fix it): the
+dataset files, the pretrained weights named by the model's init_cfg, ``load_from``,
+and that the heads' num_classes match the dataset classes.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import lsnet_mm  # noqa: E402,F401 (registers LSNet modules, allow-lists checkpoint classes)
+import lsnet_mm.detection  # noqa: E402,F401 (registers the checked image loader)
+from lsnet_mm.preflight import (PreflightError, check_checkpoint_fits, check_data,  # noqa: E402
+                                check_load_from, check_num_classes, check_pretrained,
+                                setup_cpu_distributed)
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description='Train a detector or a segmentor')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument('--amp', action='store_true', default=False,
+                        help='enable automatic mixed precision training (CUDA only)')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the learning rate by (GPUs x batch per GPU) / '
+                             'auto_scale_lr.base_batch_size')
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from the given checkpoint, or, without a path, from the '
+                             'latest checkpoint in the work dir')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value pairs, e.g. '
+                             'train_dataloader.batch_size=4 "model.backbone.init_cfg=None"')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def build_cfg(args):
+    from mmengine.config import Config
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    if args.amp:
+        import torch
+        if not torch.cuda.is_available():
+            raise PreflightError('--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); drop '
+                                 '--amp to train in float32 on CPU.')
+        if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
+            print('AMP training is already enabled in the config.')
+        else:
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+
+    if args.auto_scale_lr:
+        if 'base_batch_size' in cfg.get('auto_scale_lr', {}):
+            cfg.auto_scale_lr.enable = True
+        else:
+            raise PreflightError('--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=N) '
+                                 'in the config (the batch size its learning rate is set for).')
+
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    return cfg
+
+
+def preflight(cfg, launcher):
+    setup_cpu_distributed(cfg, launcher)
+    check_data(cfg, 'train')
+    check_pretrained(cfg)
+    check_num_classes(cfg, 'train_dataloader')
+    check_load_from(cfg.get('load_from'), 'resume checkpoint' if cfg.get('resume')
+                    else 'load_from checkpoint')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = build_cfg(args)
+    preflight(cfg, args.launcher)
+
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    if cfg.get('load_from'):
+        check_checkpoint_fits(runner.model, cfg.load_from, cfg,
+                              what='resume checkpoint' if cfg.get('resume') else 'load_from')
+    return runner.train()
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except PreflightError as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)
