@@ -1,0 +1,68 @@
+# RetinaNet with an LSNet-T backbone, COCO 2017, 1x schedule (12 epochs), as in the
+# LSNet paper (34.2 box AP). Batch 16 = 8 GPUs x 2 images; with another number of
+# GPUs add --auto-scale-lr (the learning rate is set for base_batch_size=16).
+#   bash tools/dist_train.sh configs/retinanet_lsnet_t.py 8
+# Data: COCO 2017 in mmdet's layout under data/coco/ (docs/detection.md).
+# Backbone: the released ImageNet checkpoint, saved as pretrained/lsnet_t.pth.
+_base_ = [
+    'mmdet::_base_/models/retinanet_r50_fpn.py',
+    'mmdet::_base_/datasets/coco_detection.py',
+    'mmdet::_base_/schedules/schedule_1x.py',
+    'mmdet::_base_/default_runtime.py',
+]
+custom_imports = dict(imports=['lsnet_mm', 'lsnet_mm.detection'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='LSNet',
+        arch='t',
+        out_indices=(0, 1, 2, 3),
+        norm_eval=True,  # frozen BN statistics, as the paper
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/lsnet_t.pth')),
+    # LSNet strides 8-64 -> P3-P6 from the four stages, P7 by an extra conv on the
+    # last input: strides 8-128, as RetinaHead's anchor generator expects.
+    neck=dict(
+        _delete_=True,
+        type='LSNetFPN',
+        in_channels=[64, 128, 256, 384],
+        out_channels=256,
+        start_level=0,
+        add_extra_convs='on_input',
+        num_outs=5),
+    bbox_head=dict(anchor_generator=dict(strides=[8, 16, 32, 64, 128])))
+
+# mmdet's COCO pipelines (resize 1333x800 keeping ratio, flip 0.5; the model pads to
+# 32) with an image loader that names a file it cannot decode.
+backend_args = None
+train_pipeline = [
+    dict(type='CheckedLoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='CheckedLoadImageFromFile', backend_args=backend_args),
+    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+train_dataloader = dict(batch_size=2, num_workers=2, dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+# AdamW 1e-4, weight decay 0.05 except on the attention bias tables; linear warm-up
+# over 500 iterations from 0.001x; x0.1 at epochs 8 and 11 (schedule_1x).
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    paramwise_cfg=dict(custom_keys={'attention_biases': dict(decay_mult=0.0)}))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
+    dict(type='MultiStepLR', begin=0, end=12, by_epoch=True, milestones=[8, 11], gamma=0.1),
+]
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=12, val_interval=1)
+auto_scale_lr = dict(enable=False, base_batch_size=16)
