@@ -9,7 +9,6 @@ import argparse
 import math
 import os
 import pickle
-import zipfile
 from collections import OrderedDict
 
 import numpy as np
@@ -75,7 +74,7 @@ def load_checkpoint_file(path, map_location='cpu', what='checkpoint'):
                 f'trust it, re-save its state dict only: {e}') from e
         raise CheckpointError(f'{what} {path!r} is not a readable PyTorch checkpoint '
                               f'(corrupted or not a checkpoint): {e}') from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except Exception as e:  # the unpickler fails in many ways on a damaged or foreign file
         raise CheckpointError(f'{what} {path!r} is not a readable PyTorch checkpoint '
                               f'(truncated, corrupted or another format): {e}') from e
     if not isinstance(ckpt, dict):

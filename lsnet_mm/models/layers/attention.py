@@ -36,8 +36,8 @@ class Attention(nn.Module):
         self.head_dim = channels // num_heads  # value width: attn_ratio (C / (kd * nh)) * kd
         self.dh = self.head_dim * num_heads
         self.qkv = ConvBN(channels, 2 * self.nh_kd + self.dh)
-        self.dw = ConvBN(self.nh_kd, self.nh_kd, 3, padding=1, groups=self.nh_kd)
         self.proj = nn.Sequential(nn.ReLU(), ConvBN(self.dh, channels, bn_weight_init=0))
+        self.dw = ConvBN(self.nh_kd, self.nh_kd, 3, padding=1, groups=self.nh_kd)
         idx = relative_offset_index(resolution)
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, int(idx.max()) + 1))
         self.register_buffer('attention_bias_idxs', idx, persistent=True)
