@@ -13,6 +13,7 @@ Two implementations share one entry point, :func:`ska`:
   when Triton imports; it is never required.
 """
 import os
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -80,9 +81,12 @@ class _SKATorch(torch.autograd.Function):
         return ska_backward_torch(grad_out.contiguous(), x, w, *ctx.needs_input_grad)
 
 
+_TRITON_FAILED = []
+
+
 def triton_available() -> bool:
     """True when the fused kernel can run (Triton importable); LSNET_SKA_TORCH=1 opts out."""
-    if os.environ.get('LSNET_SKA_TORCH') == '1':
+    if os.environ.get('LSNET_SKA_TORCH') == '1' or _TRITON_FAILED:
         return False
     try:
         from . import ska_triton  # noqa: F401
@@ -109,7 +113,15 @@ def ska(x: torch.Tensor, w: torch.Tensor, backend: str = 'auto') -> torch.Tensor
     """
     _check(x, w)
     if backend == 'auto':
-        backend = 'triton' if _use_triton(x) else 'torch'
+        if _use_triton(x):
+            from .ska_triton import ska_triton
+            try:
+                return ska_triton(x, w)
+            except Exception as e:  # e.g. a GPU Triton cannot compile for: keep working
+                _TRITON_FAILED.append(e)
+                warnings.warn(f'lsnet_mm: Triton SKA kernel failed ({e!r}); using the PyTorch '
+                              f'path from now on')
+        backend = 'torch'
     if backend == 'triton':
         from .ska_triton import ska_triton
         return ska_triton(x, w)
