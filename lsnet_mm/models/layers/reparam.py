@@ -11,9 +11,11 @@
 * every :class:`Attention` becomes :class:`AttentionDeploy`: fused convs, the
   ``key_dim ** -0.5`` score scale folded into the query's depthwise conv, and the
   bicubically resized bias table computed once per feature-map size and kept;
-* residual adds and ReLUs work in place on freshly computed tensors.
+* residual adds, ReLUs and the squeeze-excitation gate work in place on freshly
+  computed tensors (fewer allocations: on CPU each fresh large tensor costs page
+  faults).
 
-Squeeze-excitation and GroupNorm (data-dependent) are unchanged. The converted
+Squeeze-excitation's weights and GroupNorm (data-dependent) are unchanged. The converted
 modules compute what the eager modules compute in eval mode, up to float rounding.
 They carry no BatchNorm statistics, so a converted model is for inference only.
 """
@@ -23,7 +25,7 @@ from torch import nn
 
 from ...ops import ska
 from .attention import Attention
-from .block import Residual, RepVGGDW
+from .block import LSNetBlock, Residual, RepVGGDW, SqueezeExcite
 from .conv_bn import ConvBN
 from .ls_conv import LSConv
 
@@ -152,6 +154,19 @@ class ResidualDeploy(nn.Module):
         return self.m(x).add_(x)
 
 
+class SqueezeExciteInplace(nn.Module):
+    """Squeeze-excitation gating its input in place; only for inputs nothing else reads
+    (in LSNet's blocks it follows the fused RepVGG conv, whose output is fresh)."""
+
+    def __init__(self, se: SqueezeExcite):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = se.fc1, se.act, se.fc2
+
+    def forward(self, x):
+        s = self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True))))
+        return x.mul_(s.sigmoid())
+
+
 def _convert(m: nn.Module) -> nn.Module:
     if isinstance(m, ConvBN):
         return m.fuse()
@@ -163,6 +178,9 @@ def _convert(m: nn.Module) -> nn.Module:
         return AttentionDeploy(m)
     if isinstance(m, Residual):
         return ResidualDeploy(m)
+    if isinstance(m, LSNetBlock) and isinstance(m.se, SqueezeExcite) \
+            and isinstance(m.mixer, nn.Conv2d):  # the fused RepVGG mixer: a fresh output
+        m.se = SqueezeExciteInplace(m.se)
     if isinstance(m, nn.ReLU):
         m.inplace = True  # every ReLU in LSNet acts on a fresh conv/matmul output
     return m
