@@ -1,0 +1,104 @@
+"""tools/benchmark.py and tools/benchmark_ska.py run and report sane numbers (tiny sizes)."""
+import importlib.util
+import json
+import os
+
+import pytest
+import torch
+
+from lsnet_mm import LSNet
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, 'configs', 'retinanet_lsnet_t.py')
+
+
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'tools', f'{name}.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope='module')
+def benchmark():
+    return _load_tool('benchmark')
+
+
+def _check_entry(r):
+    lat = r['latency_ms']
+    assert 0 < lat['min'] <= lat['p10'] <= lat['median'] <= lat['p90']
+    assert lat['mean'] > 0 and r['images_per_s'] > 0
+    assert r['peak_mem_mib'] > 0
+    assert r['params'] > 0 and r['params_m'] == pytest.approx(r['params'] / 1e6)
+    assert all(t > 0 for t in r['times_ms'])
+
+
+@pytest.mark.skipif(not os.path.exists(CONFIG), reason='detection configs not present')
+def test_backbone_deploy_vs_eager_json(benchmark, tmp_path):
+    out = tmp_path / 'bench.json'
+    argv = [CONFIG, '--backbone-only', '--shape', '64', '64', '--warmup', '1', '--iters', '3',
+            '--deploy', '--compare', CONFIG, '--out', str(out)]
+    res = benchmark.main(argv)
+    data = json.loads(out.read_text())
+    assert data['shape'] == [64, 64] and data['iters'] == 3 and data['batch'] == 1
+    assert data['command'].startswith('python tools/benchmark.py ')
+    dep, eager = data['results']
+    assert dep['deploy'] and not eager['deploy']
+    assert dep['backbone'] == eager['backbone'] == 'LSNet'
+    for r in data['results']:
+        _check_entry(r)
+        assert len(r['times_ms']) == 3
+        assert r['gmacs'] > 0
+    # parameters are those of the measured module: the LSNet-T backbone, eager and fused
+    assert eager['params'] == sum(p.numel() for p in LSNet('t').parameters())
+    assert dep['params'] == sum(p.numel() for p in LSNet('t').switch_to_deploy().parameters())
+    assert dep['params'] < eager['params']  # BN affine parameters folded away
+    assert dep['gmacs'] == pytest.approx(eager['gmacs'], rel=0.05)
+    assert data['ratio']['latency_other_over_this'] == pytest.approx(
+        eager['latency_ms']['median'] / dep['latency_ms']['median'])
+    assert res['results'][0]['name'] == dep['name']
+    assert 'ratio:' in benchmark.format_table(data)
+
+
+@pytest.mark.skipif(not os.path.exists(CONFIG), reason='detection configs not present')
+def test_whole_detector_against_mmdet_config(benchmark, tmp_path):
+    """Tensor-mode network of our config and of an ``mmdet::`` package config."""
+    out = tmp_path / 'det.json'
+    benchmark.main([CONFIG, '--shape', '64', '64', '--warmup', '0', '--iters', '1',
+                    '--no-flops', '--compare', 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py',
+                    '--out', str(out)])
+    data = json.loads(out.read_text())
+    ours, r18 = data['results']
+    assert ours['backbone'] == 'LSNet' and r18['backbone'] == 'ResNet'
+    assert not ours['backbone_only'] and ours['gmacs'] is None
+    for r in data['results']:
+        _check_entry(r)
+    # whole RetinaNet: more than the backbone's parameters
+    assert ours['params'] > sum(p.numel() for p in LSNet('t').parameters())
+
+
+def test_bad_config_name_is_explained(benchmark):
+    with pytest.raises(SystemExit, match='mmdet::retinanet'):
+        benchmark.main(['mmdet::no/such_config.py', '--iters', '1'])
+
+
+def test_ska_benchmark_runs(tmp_path, monkeypatch):
+    tool = _load_tool('benchmark_ska')
+    monkeypatch.setattr(tool, 'SHAPES', [('tiny', 1, 16, 12, 10)])
+    out = tmp_path / 'ska.json'
+    rows = tool.main(['--warmup', '0', '--iters', '1', '--out', str(out)])
+    assert {(r['what'], r['impl']) for r in rows} == {
+        ('op', 'ours'), ('op', 'unfold'), ('lsconv', 'ours'), ('lsconv', 'unfold')}
+    for r in rows:
+        assert r['peak_mib'] > 0 and r['time_ms_median'] > 0
+    op = {r['impl']: r for r in rows if r['what'] == 'op'}
+    # the unfold version keeps a 9x copy of the input for backward
+    assert op['unfold']['after_forward_mib'] > 3 * op['ours']['after_forward_mib']
+    assert json.loads(out.read_text())['rows'] == rows
+
+
+def test_unfold_reference_matches_op():
+    tool = _load_tool('benchmark_ska')
+    from lsnet_mm.ops import ska_reference
+    x, w = torch.randn(2, 16, 5, 7), torch.randn(2, 4, 9, 5, 7)
+    torch.testing.assert_close(tool.ska_unfold(x, w), ska_reference(x, w))

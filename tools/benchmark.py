@@ -1,0 +1,359 @@
+"""Inference speed, memory, parameters and GMACs of a model built from an mmdet/mmseg config.
+
+    python tools/benchmark.py configs/retinanet_lsnet_t.py --backbone-only --shape 800 1333
+    python tools/benchmark.py configs/retinanet_lsnet_t.py --backbone-only --deploy \\
+        --compare configs/retinanet_lsnet_t.py              # deploy vs eager, same run
+    python tools/benchmark.py configs/retinanet_lsnet_t.py \\
+        --compare mmdet::retinanet/retinanet_r50_fpn_1x_coco.py --out r50.json
+
+CONFIG and OTHER_CONFIG are files or ``mmdet::``/``mmseg::`` names of the libraries'
+own configs. Weights are random (no checkpoint is read: pretrained ``init_cfg`` is
+dropped); speed does not depend on them.
+
+What is measured:
+* the whole network in mmengine's ``tensor`` mode (backbone, neck and head forward,
+  without box decoding / NMS or resizing of the logits), or, with ``--backbone-only``,
+  ``model.backbone`` alone; input: a random (batch, 3, H, W) tensor, no data
+  preprocessing;
+* ``--warmup`` untimed runs, then ``--iters`` timed runs under ``torch.no_grad()``
+  (CUDA: synchronised); with ``--compare`` the two models alternate run by run, so
+  that load from other processes hits both alike. Latency: median, p10 and p90;
+  images/s = batch / median;
+* peak memory of one extra forward: CPU: the high-water mark of tensor memory
+  allocated through PyTorch's CPU allocator (torch.profiler memory events; oneDNN
+  scratch space is not included) and the increase of the process's peak RSS
+  (VmHWM, reset through /proc/self/clear_refs) over its RSS before that forward;
+  CUDA: ``torch.cuda.max_memory_allocated`` above what was allocated before;
+* parameters of the measured module; GMACs from mmengine's
+  ``get_model_complexity_info`` (counts a multiply-add as one; the parameter-free
+  LS aggregation is not counted).
+
+``--deploy`` converts LSNet backbones of CONFIG with ``LSNet.switch_to_deploy()``
+(``--compare-deploy`` does it for OTHER_CONFIG). The table is printed and, with
+``--out``, written as JSON.
+"""
+import argparse
+import copy
+import json
+import os
+import os.path as osp
+import platform
+import sys
+import time
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Benchmark a model built from an mmdet/mmseg config')
+    p.add_argument('config', help='config file, or mmdet::path / mmseg::path')
+    p.add_argument('--backbone-only', action='store_true', help='measure model.backbone only')
+    p.add_argument('--shape', type=int, nargs=2, default=[800, 1333], metavar=('H', 'W'),
+                   help='input height and width (default 800 1333)')
+    p.add_argument('--batch', type=int, default=1, help='images per forward (default 1)')
+    p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    p.add_argument('--compare', metavar='OTHER_CONFIG',
+                   help='a second config measured in the same run (runs alternate)')
+    p.add_argument('--deploy', action='store_true',
+                   help="switch CONFIG's LSNet backbones to deploy mode")
+    p.add_argument('--compare-deploy', action='store_true',
+                   help="switch OTHER_CONFIG's LSNet backbones to deploy mode")
+    p.add_argument('--warmup', type=int, default=3, help='untimed runs first (default 3)')
+    p.add_argument('--iters', type=int, default=10, help='timed runs (default 10)')
+    p.add_argument('--threads', type=int, help='torch CPU threads (default: torch default)')
+    p.add_argument('--no-flops', action='store_true', help='skip the GMACs count')
+    p.add_argument('--out', metavar='JSON', help='write the results to this JSON file')
+    args = p.parse_args(argv)
+    if args.iters < 1 or args.warmup < 0 or args.batch < 1 or min(args.shape) < 1:
+        p.error('--iters and --batch must be >= 1, --warmup >= 0, --shape positive')
+    if args.compare_deploy and not args.compare:
+        p.error('--compare-deploy needs --compare')
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        p.error('--device cuda: CUDA is not available in this PyTorch build / machine')
+    return args
+
+
+# ----------------------------------------------------------------------------- building
+def load_config(name):
+    """A Config from a file or from an installed package's ``pkg::path`` name."""
+    from mmengine.config import Config
+    if osp.isfile(name):
+        return Config.fromfile(name)
+    if '::' in name:
+        from mmengine.hub import get_config
+        try:
+            return get_config(name)
+        except Exception as e:  # mmengine raises several types for a bad name
+            raise SystemExit(f'benchmark: cannot load config {name!r} ({e}). Package configs '
+                             f'are named like mmdet::retinanet/retinanet_r50_fpn_1x_coco.py '
+                             f'and need that package installed.')
+    raise SystemExit(f'benchmark: config file {name!r} not found')
+
+
+def _drop_pretrained(obj):
+    """Remove every pretrained-weights reference, so that no file or download is needed."""
+    if isinstance(obj, dict):
+        for k in list(obj):
+            v = obj[k]
+            if k == 'init_cfg' and (isinstance(v, dict) and v.get('type') == 'Pretrained'
+                                    or isinstance(v, list) and any(
+                                        isinstance(c, dict) and c.get('type') == 'Pretrained'
+                                        for c in v)):
+                obj[k] = None
+            elif k == 'pretrained':
+                obj[k] = None
+            else:
+                _drop_pretrained(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _drop_pretrained(v)
+
+
+def build_model(name):
+    """(model, scope) built from a config, random weights, eval mode."""
+    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.utils import import_modules_from_strings
+    import lsnet_mm  # noqa: F401 (registers LSNet modules)
+    cfg = load_config(name)
+    if cfg.get('custom_imports'):
+        import_modules_from_strings(**cfg.custom_imports)
+    scope = cfg.get('default_scope', 'mmdet')
+    init_default_scope(scope)
+    model_cfg = copy.deepcopy(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict')
+                              else dict(cfg.model))
+    _drop_pretrained(model_cfg)
+    model = MODELS.build(model_cfg)
+    model.eval()
+    return model, scope
+
+
+def data_samples_for(scope, batch, shape):
+    """Data samples with the meta information a detector/segmentor forward reads."""
+    h, w = shape
+    meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w), batch_input_shape=(h, w),
+                scale_factor=(1.0, 1.0))
+    if scope == 'mmseg':
+        from mmseg.structures import SegDataSample
+        return [SegDataSample(metainfo=meta) for _ in range(batch)]
+    from mmdet.structures import DetDataSample
+    return [DetDataSample(metainfo=meta) for _ in range(batch)]
+
+
+class TensorForward(nn.Module):
+    """``model(inputs, data_samples, mode='tensor')`` as a one-argument module."""
+
+    def __init__(self, model, data_samples):
+        super().__init__()
+        self.model = model
+        self.data_samples = data_samples
+
+    def forward(self, x):
+        return self.model(x, self.data_samples, mode='tensor')
+
+
+def prepare(name, args, deploy):
+    """The module to time (backbone or tensor-mode network) and a description."""
+    from lsnet_mm.deploy import switch_model_to_deploy
+    model, scope = build_model(name)
+    n_lsnet = switch_model_to_deploy(model) if deploy else 0
+    if deploy and not n_lsnet:
+        print(f'benchmark: --deploy: {name} has no LSNet backbone; measured as it is')
+    if args.backbone_only:
+        if not hasattr(model, 'backbone'):
+            raise SystemExit(f'benchmark: --backbone-only: {name} builds a '
+                             f'{type(model).__name__} without a .backbone')
+        module = model.backbone
+    else:
+        module = TensorForward(model, data_samples_for(scope, args.batch, args.shape))
+    module.to(args.device)
+    module.eval()  # not chained: some backbones' train() returns None
+    label = osp.splitext(osp.basename(name.split('::')[-1]))[0]
+    label += ' backbone' if args.backbone_only else ''
+    label += ' [deploy]' if deploy and n_lsnet else ''
+    return module, dict(name=label, config=name, deploy=bool(deploy and n_lsnet),
+                        backbone_only=args.backbone_only,
+                        backbone=type(getattr(model, 'backbone', model)).__name__)
+
+
+# ---------------------------------------------------------------------------- measuring
+def _sync(device):
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
+def _rss_kb(field):
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss():
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory(module, x, device):
+    """Peak memory of one forward, in MiB: (tensor peak, RSS peak increase or None)."""
+    mib = 2 ** 20
+    if device == 'cuda':
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        with torch.no_grad():
+            module(x)
+        _sync(device)
+        return (torch.cuda.max_memory_allocated() - base) / mib, None
+    from torch.profiler import ProfilerActivity, profile
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        module(x)
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]']
+    cur = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        cur += e.nbytes()
+        peak = max(peak, cur)
+    rss = None
+    if _reset_peak_rss():
+        before = _rss_kb('VmRSS')
+        with torch.no_grad():
+            module(x)
+        after = _rss_kb('VmHWM')
+        if before is not None and after is not None:
+            rss = max(0, after - before) / 1024
+    return peak / mib, rss
+
+
+def count_gmacs(module, x):
+    from mmengine.analysis import get_model_complexity_info
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('ERROR')  # unsupported-operator notes (e.g. the LS aggregation)
+    try:
+        with torch.no_grad():
+            info = get_model_complexity_info(module, inputs=(x,), show_table=False,
+                                             show_arch=False)
+    finally:
+        logger.setLevel(level)
+    return info['flops'] / 1e9
+
+
+def _loadavg():
+    """1-minute load average: other processes' load makes CPU timings noisy."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def summarise(times_s, batch):
+    t = np.asarray(times_s) * 1e3
+    med = float(np.median(t))
+    return dict(median=med, p10=float(np.percentile(t, 10)), p90=float(np.percentile(t, 90)),
+                min=float(t.min()), mean=float(t.mean()),
+                std=float(t.std(ddof=1)) if len(t) > 1 else 0.0), batch / med * 1e3
+
+
+def benchmark(args, argv=None):
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    entries = [prepare(args.config, args, args.deploy)]
+    if args.compare:
+        entries.append(prepare(args.compare, args, args.compare_deploy))
+    x = torch.randn(args.batch, 3, *args.shape, device=args.device)
+    load_before = _loadavg()
+
+    times = [[] for _ in entries]
+    with torch.no_grad():
+        for _ in range(args.warmup):
+            for module, _ in entries:
+                module(x)
+        _sync(args.device)
+        for _ in range(args.iters):
+            for i, (module, _) in enumerate(entries):
+                _sync(args.device)
+                t0 = time.perf_counter()
+                module(x)
+                _sync(args.device)
+                times[i].append(time.perf_counter() - t0)
+    load_after = _loadavg()
+
+    results = []
+    for (module, info), ts in zip(entries, times):
+        latency, ips = summarise(ts, args.batch)
+        mem, rss = peak_memory(module, x, args.device)
+        params = sum(p.numel() for p in module.parameters())
+        gmacs = None if args.no_flops else count_gmacs(module, x)
+        results.append(dict(info, latency_ms=latency, images_per_s=ips, peak_mem_mib=mem,
+                            peak_rss_increase_mib=rss, params=params, params_m=params / 1e6,
+                            gmacs=gmacs, times_ms=[t * 1e3 for t in ts]))
+    out = dict(
+        command='python ' + ' '.join(['tools/benchmark.py'] + list(
+            sys.argv[1:] if argv is None else argv)),
+        shape=list(args.shape), batch=args.batch, device=args.device, warmup=args.warmup,
+        iters=args.iters, threads=torch.get_num_threads(), torch=torch.__version__,
+        cpu=platform.processor() or platform.machine(),
+        gpu=torch.cuda.get_device_name() if args.device == 'cuda' else None,
+        cpu_count=os.cpu_count(), loadavg_1min=[load_before, load_after], results=results)
+    if len(results) == 2:
+        a, b = results
+        out['ratio'] = dict(
+            latency_other_over_this=b['latency_ms']['median'] / a['latency_ms']['median'],
+            params_other_over_this=b['params'] / a['params'] if a['params'] else None,
+            gmacs_other_over_this=(b['gmacs'] / a['gmacs'] if a['gmacs'] and b['gmacs']
+                                   else None))
+    return out
+
+
+def format_table(out):
+    mode = 'backbone' if out['results'][0]['backbone_only'] else 'network (tensor mode)'
+    lines = [f"{mode}, input {out['batch']}x3x{out['shape'][0]}x{out['shape'][1]}, "
+             f"{out['device']} ({out['threads']} threads), {out['warmup']} warm-up + "
+             f"{out['iters']} timed runs (load average {out['loadavg_1min'][0]} -> "
+             f"{out['loadavg_1min'][1]} on {out['cpu_count']} cores)",
+             '| model | latency median (ms) | p10-p90 (ms) | images/s | peak mem (MiB) '
+             '| params (M) | GMACs |',
+             '|---|---|---|---|---|---|---|']
+    for r in out['results']:
+        lat = r['latency_ms']
+        mem = f"{r['peak_mem_mib']:.0f}"
+        if r['peak_rss_increase_mib'] is not None:
+            mem += f" (RSS +{r['peak_rss_increase_mib']:.0f})"
+        gm = '-' if r['gmacs'] is None else f"{r['gmacs']:.2f}"
+        lines.append(f"| {r['name']} | {lat['median']:.1f} | {lat['p10']:.1f}-{lat['p90']:.1f} "
+                     f"| {r['images_per_s']:.2f} | {mem} | {r['params_m']:.2f} | {gm} |")
+    if 'ratio' in out:
+        a, b = out['results']
+        lines.append(f"ratio: {b['name']} latency / {a['name']} latency = "
+                     f"{out['ratio']['latency_other_over_this']:.2f}x (median)")
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = benchmark(args, argv)
+    print(format_table(out))
+    if args.out:
+        d = osp.dirname(osp.abspath(args.out))
+        os.makedirs(d, exist_ok=True)
+        with open(args.out, 'w') as f:
+            json.dump(out, f, indent=1)
+        print(f'wrote {args.out}')
+    return out
+
+
+if __name__ == '__main__':
+    main()
