@@ -4,8 +4,14 @@ Tools with a ``--deploy`` flag (test, inference, benchmark) call this on the mod
 they built from a config (a detector, a segmentor, or a bare backbone). It converts
 every :class:`~lsnet_mm.LSNet` inside in place with ``LSNet.switch_to_deploy()``;
 other modules (necks, heads, other backbones) are left as they are.
+
+With mmengine's Runner the weights are loaded inside ``runner.test()``, so the switch
+must come after that: add ``dict(type='LSNetDeployHook')`` to ``custom_hooks``
+(``tools/test.py --deploy`` does), which converts the model in ``before_test``.
 """
+from mmengine.hooks import Hook
 from mmengine.logging import print_log
+from mmengine.registry import HOOKS
 from torch import nn
 
 from .models.backbones.lsnet import LSNet
@@ -31,3 +37,14 @@ def switch_model_to_deploy(model: nn.Module, strict: bool = False) -> int:
         print_log(f'deploy mode: converted {len(found)} LSNet backbone(s) for inference',
                   logger='current')
     return len(found)
+
+
+@HOOKS.register_module()
+class LSNetDeployHook(Hook):
+    """Switches the runner's LSNet backbones to deploy mode once the checkpoint is loaded
+    (``before_test``); test-time only, a training run's model is never converted."""
+
+    priority = 'VERY_HIGH'
+
+    def before_test(self, runner) -> None:
+        switch_model_to_deploy(runner.model)

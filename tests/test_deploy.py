@@ -127,3 +127,13 @@ def test_deploy_with_grad_enabled_and_state_dict_roundtrip():
     other.load_state_dict(deploy.state_dict())
     with torch.no_grad():
         assert _max_rel_diff(ref, other(x)) < 1e-4
+
+
+def test_deploy_hook_converts_before_test():
+    from types import SimpleNamespace
+
+    from mmengine.registry import HOOKS
+    hook = HOOKS.build(dict(type='LSNetDeployHook'))
+    model = nn.Sequential(LSNet('t'))
+    hook.before_test(SimpleNamespace(model=model))
+    assert model[0].deploy
