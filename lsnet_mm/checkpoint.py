@@ -39,9 +39,28 @@ def _numpy_globals():
     return out
 
 
+_HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def _checkpoint_getattr(obj, name, *default):
+    """``getattr`` as far as mmengine checkpoints need it, and no further.
+
+    The message hub's ``HistoryBuffer`` pickles its statistics methods, which protocol 2
+    (torch.save's) writes as ``getattr(HistoryBuffer, 'min')`` etc. Only these lookups
+    are allowed; any other ``getattr`` in a file is refused.
+    """
+    from mmengine.logging import HistoryBuffer
+    if obj is HistoryBuffer and name in _HISTORY_BUFFER_STATISTICS and not default:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'checkpoint asks for getattr({getattr(obj, "__name__", type(obj).__name__)}, '
+        f'{name!r}), which the weights-only allow-list does not permit')
+
+
 def allow_checkpoint_globals() -> None:
     """Allow-list (for weights-only loading) the classes that mmengine checkpoints hold."""
-    allowed = [argparse.Namespace, OrderedDict, *_numpy_globals()]
+    allowed = [argparse.Namespace, OrderedDict, *_numpy_globals(),
+               (_checkpoint_getattr, 'builtins.getattr')]
     try:
         from mmengine.logging import HistoryBuffer
         allowed.append(HistoryBuffer)
