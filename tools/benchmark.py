@@ -16,9 +16,10 @@ What is measured:
   ``model.backbone`` alone; input: a random (batch, 3, H, W) tensor, no data
   preprocessing;
 * ``--warmup`` untimed runs, then ``--iters`` timed runs under ``torch.no_grad()``
-  (CUDA: synchronised); with ``--compare`` the two models alternate run by run, so
-  that load from other processes hits both alike. Latency: median, p10 and p90;
-  images/s = batch / median;
+  (CUDA: synchronised); with ``--compare`` the models alternate run by run, so
+  that load from other processes hits them alike (``--compare`` takes one or
+  more configs; each ratio is a model's median latency over CONFIG's). Latency:
+  median, p10 and p90; images/s = batch / median;
 * peak memory of one extra forward: CPU: the high-water mark of tensor memory
   allocated through PyTorch's CPU allocator (torch.profiler memory events; oneDNN
   scratch space is not included) and the increase of the process's peak RSS
@@ -29,7 +30,7 @@ What is measured:
   LS aggregation is not counted).
 
 ``--deploy`` converts LSNet backbones of CONFIG with ``LSNet.switch_to_deploy()``
-(``--compare-deploy`` does it for OTHER_CONFIG). The table is printed and, with
+(``--compare-deploy`` does it for the OTHER_CONFIGs). The table is printed and, with
 ``--out``, written as JSON.
 """
 import argparse
@@ -56,8 +57,8 @@ def parse_args(argv=None):
                    help='input height and width (default 800 1333)')
     p.add_argument('--batch', type=int, default=1, help='images per forward (default 1)')
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
-    p.add_argument('--compare', metavar='OTHER_CONFIG',
-                   help='a second config measured in the same run (runs alternate)')
+    p.add_argument('--compare', metavar='OTHER_CONFIG', nargs='+', default=[],
+                   help='config(s) measured in the same run (runs alternate)')
     p.add_argument('--deploy', action='store_true',
                    help="switch CONFIG's LSNet backbones to deploy mode")
     p.add_argument('--compare-deploy', action='store_true',
@@ -271,8 +272,8 @@ def benchmark(args, argv=None):
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     entries = [prepare(args.config, args, args.deploy)]
-    if args.compare:
-        entries.append(prepare(args.compare, args, args.compare_deploy))
+    for other in args.compare:
+        entries.append(prepare(other, args, args.compare_deploy))
     x = torch.randn(args.batch, 3, *args.shape, device=args.device)
     load_before = _loadavg()
 
@@ -308,13 +309,18 @@ def benchmark(args, argv=None):
         cpu=platform.processor() or platform.machine(),
         gpu=torch.cuda.get_device_name() if args.device == 'cuda' else None,
         cpu_count=os.cpu_count(), loadavg_1min=[load_before, load_after], results=results)
-    if len(results) == 2:
-        a, b = results
-        out['ratio'] = dict(
-            latency_other_over_this=b['latency_ms']['median'] / a['latency_ms']['median'],
-            params_other_over_this=b['params'] / a['params'] if a['params'] else None,
-            gmacs_other_over_this=(b['gmacs'] / a['gmacs'] if a['gmacs'] and b['gmacs']
-                                   else None))
+    a = results[0]
+    out['ratios'] = [dict(
+        other=b['name'],
+        latency_other_over_this=b['latency_ms']['median'] / a['latency_ms']['median'],
+        # runs alternate: the median of run-by-run ratios is robust to load drifting
+        paired_latency_ratio_median=float(np.median(
+            np.asarray(b['times_ms']) / np.asarray(a['times_ms']))),
+        params_other_over_this=b['params'] / a['params'] if a['params'] else None,
+        gmacs_other_over_this=b['gmacs'] / a['gmacs'] if a['gmacs'] and b['gmacs'] else None)
+        for b in results[1:]]
+    if out['ratios']:
+        out['ratio'] = out['ratios'][0]  # CONFIG vs the first OTHER_CONFIG
     return out
 
 
@@ -324,21 +330,24 @@ def format_table(out):
              f"{out['device']} ({out['threads']} threads), {out['warmup']} warm-up + "
              f"{out['iters']} timed runs (load average {out['loadavg_1min'][0]} -> "
              f"{out['loadavg_1min'][1]} on {out['cpu_count']} cores)",
-             '| model | latency median (ms) | p10-p90 (ms) | images/s | peak mem (MiB) '
-             '| params (M) | GMACs |',
-             '|---|---|---|---|---|---|---|']
+             '| model | latency median (ms) | p10-p90 (ms) | latency / first | images/s '
+             '| peak mem (MiB) | params (M) | GMACs |',
+             '|---|---|---|---|---|---|---|---|']
+    first = out['results'][0]['latency_ms']['median']
     for r in out['results']:
         lat = r['latency_ms']
-        mem = f"{r['peak_mem_mib']:.0f}"
+        mem = f"{r['peak_mem_mib']:.1f}"
         if r['peak_rss_increase_mib'] is not None:
             mem += f" (RSS +{r['peak_rss_increase_mib']:.0f})"
         gm = '-' if r['gmacs'] is None else f"{r['gmacs']:.2f}"
         lines.append(f"| {r['name']} | {lat['median']:.1f} | {lat['p10']:.1f}-{lat['p90']:.1f} "
-                     f"| {r['images_per_s']:.2f} | {mem} | {r['params_m']:.2f} | {gm} |")
-    if 'ratio' in out:
-        a, b = out['results']
-        lines.append(f"ratio: {b['name']} latency / {a['name']} latency = "
-                     f"{out['ratio']['latency_other_over_this']:.2f}x (median)")
+                     f"| {lat['median'] / first:.2f} | {r['images_per_s']:.2f} | {mem} "
+                     f"| {r['params_m']:.2f} | {gm} |")
+    a = out['results'][0]
+    for ratio in out.get('ratios', []):
+        lines.append(f"ratio: {ratio['other']} latency / {a['name']} latency = "
+                     f"{ratio['latency_other_over_this']:.2f}x (ratio of medians; median of "
+                     f"run-by-run ratios {ratio['paired_latency_ratio_median']:.2f}x)")
     return '\n'.join(lines)
 
 
