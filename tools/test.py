@@ -38,6 +38,9 @@ def parse_args(argv=None):
                         help='dump the raw predictions to this pickle file (.pkl)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value pairs')
+    parser.add_argument('--deploy', action='store_true',
+                        help='switch LSNet backbones to deploy mode once the checkpoint is '
+                             'loaded (BN and RepVGG branches folded: same outputs, faster)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -61,6 +64,10 @@ def build_cfg(args):
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
     cfg.resume = False
+    if args.deploy:
+        import lsnet_mm.deploy  # noqa: F401 (registers LSNetDeployHook)
+        cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + [
+            dict(type='LSNetDeployHook')]
     return cfg
 
 
