@@ -31,6 +31,7 @@ def _check_entry(r):
     assert r['peak_mem_mib'] > 0
     assert r['params'] > 0 and r['params_m'] == pytest.approx(r['params'] / 1e6)
     assert all(t > 0 for t in r['times_ms'])
+    assert r['cpu_time_ms']['median'] >= 0 and len(r['cpu_times_ms']) == len(r['times_ms'])
 
 
 @pytest.mark.skipif(not os.path.exists(CONFIG), reason='detection configs not present')

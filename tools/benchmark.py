@@ -20,6 +20,9 @@ What is measured:
   that load from other processes hits them alike (``--compare`` takes one or
   more configs; each ratio is a model's median latency over CONFIG's). Latency:
   median, p10 and p90; images/s = batch / median;
+* the process's CPU time per run (all threads; ``time.process_time``). On a
+  loaded machine it is the steadier figure: with ``--threads 1`` it is about the
+  latency on an idle core (with more threads it includes OpenMP spin-waiting);
 * peak memory of one extra forward: CPU: the high-water mark of tensor memory
   allocated through PyTorch's CPU allocator (torch.profiler memory events; oneDNN
   scratch space is not included) and the increase of the process's peak RSS
@@ -278,6 +281,7 @@ def benchmark(args, argv=None):
     load_before = _loadavg()
 
     times = [[] for _ in entries]
+    cpu_times = [[] for _ in entries]
     with torch.no_grad():
         for _ in range(args.warmup):
             for module, _ in entries:
@@ -286,21 +290,27 @@ def benchmark(args, argv=None):
         for _ in range(args.iters):
             for i, (module, _) in enumerate(entries):
                 _sync(args.device)
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 module(x)
                 _sync(args.device)
                 times[i].append(time.perf_counter() - t0)
+                cpu_times[i].append(time.process_time() - c0)
     load_after = _loadavg()
 
     results = []
-    for (module, info), ts in zip(entries, times):
+    for (module, info), ts, cts in zip(entries, times, cpu_times):
         latency, ips = summarise(ts, args.batch)
+        cpu_ms = np.asarray(cts) * 1e3
         mem, rss = peak_memory(module, x, args.device)
         params = sum(p.numel() for p in module.parameters())
         gmacs = None if args.no_flops else count_gmacs(module, x)
         results.append(dict(info, latency_ms=latency, images_per_s=ips, peak_mem_mib=mem,
                             peak_rss_increase_mib=rss, params=params, params_m=params / 1e6,
-                            gmacs=gmacs, times_ms=[t * 1e3 for t in ts]))
+                            gmacs=gmacs, times_ms=[t * 1e3 for t in ts],
+                            cpu_time_ms=dict(median=float(np.median(cpu_ms)),
+                                             p10=float(np.percentile(cpu_ms, 10)),
+                                             p90=float(np.percentile(cpu_ms, 90))),
+                            cpu_times_ms=cpu_ms.tolist()))
     out = dict(
         command='python ' + ' '.join(['tools/benchmark.py'] + list(
             sys.argv[1:] if argv is None else argv)),
@@ -308,7 +318,10 @@ def benchmark(args, argv=None):
         iters=args.iters, threads=torch.get_num_threads(), torch=torch.__version__,
         cpu=platform.processor() or platform.machine(),
         gpu=torch.cuda.get_device_name() if args.device == 'cuda' else None,
-        cpu_count=os.cpu_count(), loadavg_1min=[load_before, load_after], results=results)
+        cpu_count=os.cpu_count(), loadavg_1min=[load_before, load_after],
+        env={k: v for k, v in os.environ.items()
+             if k.startswith(('MALLOC_', 'OMP_', 'MKL_', 'KMP_', 'LD_PRELOAD', 'LSNET_'))},
+        results=results)
     a = results[0]
     out['ratios'] = [dict(
         other=b['name'],
@@ -316,6 +329,7 @@ def benchmark(args, argv=None):
         # runs alternate: the median of run-by-run ratios is robust to load drifting
         paired_latency_ratio_median=float(np.median(
             np.asarray(b['times_ms']) / np.asarray(a['times_ms']))),
+        cpu_time_other_over_this=b['cpu_time_ms']['median'] / a['cpu_time_ms']['median'],
         params_other_over_this=b['params'] / a['params'] if a['params'] else None,
         gmacs_other_over_this=b['gmacs'] / a['gmacs'] if a['gmacs'] and b['gmacs'] else None)
         for b in results[1:]]
@@ -331,8 +345,8 @@ def format_table(out):
              f"{out['iters']} timed runs (load average {out['loadavg_1min'][0]} -> "
              f"{out['loadavg_1min'][1]} on {out['cpu_count']} cores)",
              '| model | latency median (ms) | p10-p90 (ms) | latency / first | images/s '
-             '| peak mem (MiB) | params (M) | GMACs |',
-             '|---|---|---|---|---|---|---|---|']
+             '| CPU time median (ms) | peak mem (MiB) | params (M) | GMACs |',
+             '|---|---|---|---|---|---|---|---|---|']
     first = out['results'][0]['latency_ms']['median']
     for r in out['results']:
         lat = r['latency_ms']
@@ -341,13 +355,15 @@ def format_table(out):
             mem += f" (RSS +{r['peak_rss_increase_mib']:.0f})"
         gm = '-' if r['gmacs'] is None else f"{r['gmacs']:.2f}"
         lines.append(f"| {r['name']} | {lat['median']:.1f} | {lat['p10']:.1f}-{lat['p90']:.1f} "
-                     f"| {lat['median'] / first:.2f} | {r['images_per_s']:.2f} | {mem} "
+                     f"| {lat['median'] / first:.2f} | {r['images_per_s']:.2f} "
+                     f"| {r['cpu_time_ms']['median']:.1f} | {mem} "
                      f"| {r['params_m']:.2f} | {gm} |")
     a = out['results'][0]
     for ratio in out.get('ratios', []):
         lines.append(f"ratio: {ratio['other']} latency / {a['name']} latency = "
                      f"{ratio['latency_other_over_this']:.2f}x (ratio of medians; median of "
-                     f"run-by-run ratios {ratio['paired_latency_ratio_median']:.2f}x)")
+                     f"run-by-run ratios {ratio['paired_latency_ratio_median']:.2f}x; CPU time "
+                     f"{ratio['cpu_time_other_over_this']:.2f}x)")
     return '\n'.join(lines)
 
 
