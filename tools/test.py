@@ -24,6 +24,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import lsnet_mm  # noqa: E402,F401 (registers LSNet modules, allow-lists checkpoint classes)
 import lsnet_mm.detection  # noqa: E402,F401 (registers the checked image loader)
+from lsnet_mm.checkpoint import CheckpointError  # noqa: E402
 from lsnet_mm.preflight import (PreflightError, check_checkpoint_fits, check_data,  # noqa: E402
                                 check_load_from, check_num_classes, setup_cpu_distributed)
 
@@ -107,6 +108,6 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except PreflightError as e:
+    except (PreflightError, CheckpointError) as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
