@@ -1,0 +1,102 @@
+"""ADE20K with explicit errors for the mistakes that otherwise fail late or silently.
+
+mmseg's ``ADE20KDataset`` lists an empty or missing folder without complaint until
+the sampler fails, and a label map holding a value outside the classes either
+crashes the loss with "Target N is out of bounds" (CPU) or a device-side assert
+(CUDA), or is silently dropped by ``IoUMetric`` (its histogram ignores values past
+the last class). ``CheckedADE20KDataset`` takes the same arguments and raises:
+
+* ``FileNotFoundError`` naming the missing image/annotation folder (or the missing
+  annotation files) and how to get ADE20K;
+* :class:`SegLabelError` naming the label map file and the offending values as
+  stored in the file, the first time that file is loaded (train, val or test).
+"""
+import os
+import os.path as osp
+
+import mmcv
+import numpy as np
+from mmengine.registry import DATASETS
+from mmseg.datasets import ADE20KDataset
+
+ADE20K_HELP = (
+    'ADE20K (SceneParsing, ADEChallengeData2016) is expected in mmseg\'s layout: '
+    '{root}/images/training/*.jpg, {root}/images/validation/*.jpg and the label maps '
+    '{root}/annotations/{{training,validation}}/*.png. Download '
+    'http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip and unzip it '
+    'into data/ade/ (or symlink it there), or set data_root, e.g. --cfg-options '
+    'train_dataloader.dataset.data_root=PATH. For the generated demo data run '
+    '".venv/bin/python -m lsnet_mm.datasets.demo_ade" (see docs/segmentation.md).')
+
+
+class SegLabelError(ValueError):
+    """A label map holds values that are neither a class nor the ignore index."""
+
+
+@DATASETS.register_module()
+class CheckedADE20KDataset(ADE20KDataset):
+    """mmseg's ``ADE20KDataset`` (same arguments and behaviour) with early errors for a
+    missing dataset and for label values outside the classes."""
+
+    def _where(self):
+        root = self.data_root or '.'
+        return ADE20K_HELP.format(root=root.rstrip('/'))
+
+    def load_data_list(self):
+        img_dir = self.data_prefix.get('img_path', '')
+        ann_dir = self.data_prefix.get('seg_map_path', None)
+        if not self.ann_file:
+            for what, d in (('image folder', img_dir), ('annotation folder', ann_dir)):
+                if d is not None and not osp.isdir(d):
+                    raise FileNotFoundError(
+                        f'ADE20K {what} not found: {d!r} (cwd {os.getcwd()!r}). '
+                        + self._where())
+        data_list = super().load_data_list()
+        if not data_list:
+            raise FileNotFoundError(
+                f'no {self.img_suffix} images found in {img_dir!r}. ' + self._where())
+        if ann_dir is not None:
+            missing = [d['seg_map_path'] for d in data_list if not osp.isfile(d['seg_map_path'])]
+            if missing:
+                raise FileNotFoundError(
+                    f'{len(missing)} of {len(data_list)} label maps are missing, e.g. '
+                    f'{missing[0]!r} (for {osp.basename(missing[0])[:-4] + self.img_suffix}). '
+                    f'Every image in {img_dir!r} needs a {self.seg_map_suffix} label map '
+                    f'of the same name in {ann_dir!r}. ' + self._where())
+        return data_list
+
+    def prepare_data(self, idx):
+        data = super().prepare_data(idx)
+        samples = data.get('data_samples') if isinstance(data, dict) else None
+        gt = getattr(samples, 'gt_sem_seg', None)
+        if gt is not None:
+            labels = gt.data
+            num_classes = len(self.metainfo['classes'])
+            bad = (labels >= num_classes) & (labels != self.ignore_index)
+            if bool(bad.any()) or bool((labels < 0).any()):
+                self._raise_label_error(samples.metainfo.get('seg_map_path'), num_classes)
+        return data
+
+    def _raise_label_error(self, path, num_classes):
+        """Name the values *as stored in the file* that map outside the classes."""
+        raw = mmcv.imread(path, flag='unchanged', backend='pillow')
+        values = [int(v) for v in np.unique(raw)]
+        bad = [v for v in values if not self._valid_raw(v, num_classes)]
+        n_ade = len(ADE20KDataset.METAINFO['classes'])
+        raise SegLabelError(
+            f'label map {path!r} holds value(s) {bad or values} outside the {num_classes} '
+            f'classes of this dataset (values in the file: {values}). ADE20K label maps store '
+            f'0 for "other" (ignored) and the class ids 1..{n_ade}'
+            + (f'; this config keeps {num_classes} of them (metainfo.classes), the others are '
+               f'ignored' if self.label_map else '')
+            + f', and {self.ignore_index} for ignore. Fix or regenerate this file (a colour '
+            f'PNG or a map of another dataset gives such values), or use the dataset type and '
+            f'classes that match it.')
+
+    def _valid_raw(self, v, num_classes):
+        if self.reduce_zero_label:
+            v = 255 if v == 0 else v - 1
+            v = 255 if v == 254 else v
+        if self.label_map:
+            v = self.label_map.get(v, v)
+        return 0 <= v < num_classes or v == self.ignore_index
