@@ -8,6 +8,7 @@ classes mmengine checkpoints hold, so resuming works on torch >= 2.6.
 """
 from .checkpoint import allow_checkpoint_globals
 from .models import LSConv, LSNet, LSNetFPN  # noqa: F401 (registers the modules)
+from . import datasets, engine  # noqa: F401 (seg dataset, transform, DDP wrapper)
 
 __version__ = '0.1.0'
 
