@@ -16,10 +16,6 @@ import os
 import warnings
 
 import torch
-import torch.nn.functional as F
-
-_TAPS = [(u, v) for u in range(3) for v in range(3)]
-
 
 def _check(x: torch.Tensor, w: torch.Tensor) -> None:
     if x.dim() != 4 or w.dim() != 5:
@@ -37,14 +33,28 @@ def _grouped(t: torch.Tensor, groups: int) -> torch.Tensor:
     return t.view(b, c // groups, groups, h, w)
 
 
+def _tap_slices(t, h, w):
+    """For tap t, the output rows/cols that read inside the image and the input rows/cols
+    they read (zero padding means the rest contribute nothing, so no padded copy)."""
+    du, dv = t // 3 - 1, t % 3 - 1
+    out = (slice(max(0, -du), h - max(0, du)), slice(max(0, -dv), w - max(0, dv)))
+    src = (slice(max(0, du), h - max(0, -du)), slice(max(0, dv), w - max(0, -dv)))
+    return out, src
+
+
 def ska_forward_torch(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     b, c, h, wd = x.shape
     groups = w.shape[1]
-    xp = _grouped(F.pad(x, (1, 1, 1, 1)), groups)
-    out = torch.zeros((b, c // groups, groups, h, wd), dtype=torch.promote_types(x.dtype, w.dtype),
-                      device=x.device)
-    for t, (u, v) in enumerate(_TAPS):
-        out.addcmul_(xp[..., u:u + h, v:v + wd], w[:, None, :, t])
+    xg = _grouped(x, groups)
+    wg = w[:, None]  # (B, 1, G, 9, H, W): broadcasts over the C // G channels of a group
+    # The centre tap covers every pixel, so it starts the sum (no zero fill); the
+    # product is in the promoted dtype (float32 kernels with reduced-precision x).
+    out = xg * wg[:, :, :, 4]
+    for t in range(9):
+        if t == 4:
+            continue
+        (oi, oj), (si, sj) = _tap_slices(t, h, wd)
+        out[..., oi, oj].addcmul_(xg[..., si, sj], wg[:, :, :, t, oi, oj])
     return out.view(b, c, h, wd).to(x.dtype)
 
 
@@ -52,19 +62,23 @@ def ska_backward_torch(grad_out, x, w, need_x=True, need_w=True):
     b, c, h, wd = x.shape
     groups = w.shape[1]
     go = _grouped(grad_out, groups)
+    wg = w[:, None]
     grad_x = grad_w = None
     if need_x:
-        # Tap (u, v) read x[i+u-1, j+v-1]; send its gradient back to that pixel.
-        dtype = torch.promote_types(grad_out.dtype, w.dtype)
-        gxp = torch.zeros((b, c // groups, groups, h + 2, wd + 2), dtype=dtype, device=x.device)
-        for t, (u, v) in enumerate(_TAPS):
-            gxp[..., u:u + h, v:v + wd].addcmul_(go, w[:, None, :, t])
-        grad_x = gxp[..., 1:h + 1, 1:wd + 1].reshape(b, c, h, wd).to(x.dtype)
+        # Tap t of pixel p read x[p + offset(t)]: send its gradient back there.
+        gx = go * wg[:, :, :, 4]
+        for t in range(9):
+            if t == 4:
+                continue
+            (oi, oj), (si, sj) = _tap_slices(t, h, wd)
+            gx[..., si, sj].addcmul_(go[..., oi, oj], wg[:, :, :, t, oi, oj])
+        grad_x = gx.view(b, c, h, wd).to(x.dtype)
     if need_w:
-        xp = _grouped(F.pad(x, (1, 1, 1, 1)), groups)
-        grad_w = torch.empty_like(w)
-        for t, (u, v) in enumerate(_TAPS):
-            grad_w[:, :, t] = (go * xp[..., u:u + h, v:v + wd]).sum(1, dtype=w.dtype)
+        xg = _grouped(x, groups)
+        grad_w = torch.zeros_like(w)
+        for t in range(9):
+            (oi, oj), (si, sj) = _tap_slices(t, h, wd)
+            grad_w[:, :, t, oi, oj] = (go[..., oi, oj] * xg[..., si, sj]).sum(1, dtype=w.dtype)
     return grad_x, grad_w
 
 
