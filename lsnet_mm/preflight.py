@@ -300,3 +300,39 @@ def setup_cpu_distributed(cfg, launcher):
             import datetime
             kwargs['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
         dist.init_process_group(backend='gloo', **kwargs)
+
+
+def _empty_dataset_message(cfg, key):
+    ds = (_leaf_datasets((cfg.get(key) or {}).get('dataset')) or [{}])[0]
+    where = ' '.join(f'{k}={ds[k]!r}' for k in ('data_root', 'ann_file') if ds.get(k))
+    msg = f'{key}: the dataset ({where or "see the config"}) holds no usable sample'
+    filt = ds.get('filter_cfg') or {}
+    if filt.get('filter_empty_gt') or filt.get('min_size'):
+        msg += (f' after its filter_cfg={dict(filt)}: images without annotated objects '
+                f'(filter_empty_gt=True) and images smaller than min_size pixels are left out. '
+                f'Check that the annotation file lists objects for its images (category ids that '
+                f'match metainfo.classes), or keep the images without objects with --cfg-options '
+                f'{key}.dataset.filter_cfg.filter_empty_gt=False (they then train the background '
+                f'only), or lower {key}.dataset.filter_cfg.min_size.')
+    else:
+        msg += ': the annotation file lists no images, or none matched the image folder.'
+    return msg
+
+
+def check_dataset_not_empty(runner, phase='train'):
+    """Build the ``phase`` ('train' or 'test') loop of ``runner`` now (the runner reuses
+    it) and raise :class:`PreflightError` if its dataset holds no sample.
+
+    mmdet's datasets fail on an empty data list with numpy's "need at least one array to
+    concatenate"; an empty loop would otherwise run no iteration and save untrained
+    checkpoints as if it had trained.
+    """
+    key = f'{phase}_dataloader'
+    try:
+        loop = getattr(runner, f'{phase}_loop')
+    except ValueError as e:
+        if 'need at least one array to concatenate' not in str(e):
+            raise
+        raise PreflightError(_empty_dataset_message(runner.cfg, key)) from e
+    if loop is not None and len(loop.dataloader.dataset) == 0:
+        raise PreflightError(_empty_dataset_message(runner.cfg, key))

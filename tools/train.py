@@ -21,9 +21,11 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import lsnet_mm  # noqa: E402,F401 (registers LSNet modules, allow-lists checkpoint classes)
 import lsnet_mm.detection  # noqa: E402,F401 (registers the checked image loader)
+from lsnet_mm.checkpoint import CheckpointError  # noqa: E402
 from lsnet_mm.preflight import (PreflightError, check_checkpoint_fits, check_data,  # noqa: E402
-                                check_load_from, check_num_classes, check_pretrained,
-                                setup_cpu_distributed)
+                                check_dataset_not_empty, check_load_from, check_num_classes,
+                                check_pretrained, setup_cpu_distributed)
+from lsnet_mm.safe_checkpoint import find_resume_checkpoint, use_safe_checkpoint_hook  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -81,9 +83,12 @@ def build_cfg(args):
             raise PreflightError('--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=N) '
                                  'in the config (the batch size its learning rate is set for).')
 
+    # checkpoints written atomically, old ones deleted only after (a kill while saving
+    # keeps the last good one); --resume takes the newest checkpoint that loads
+    use_safe_checkpoint_hook(cfg)
     if args.resume == 'auto':
         cfg.resume = True
-        cfg.load_from = None
+        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
@@ -107,6 +112,7 @@ def main(argv=None):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    check_dataset_not_empty(runner, 'train')
     if cfg.get('load_from'):
         check_checkpoint_fits(runner.model, cfg.load_from, cfg,
                               what='resume checkpoint' if cfg.get('resume') else 'load_from')
@@ -116,6 +122,6 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except PreflightError as e:
+    except (PreflightError, CheckpointError) as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
