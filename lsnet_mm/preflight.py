@@ -81,7 +81,7 @@ def check_data(cfg, phase='train'):
     ``phase='train'`` checks the train and val dataloaders (val only when a val loop is
     configured), ``'test'`` the test dataloader.
     """
-    problems = []
+    problems = {}  # message -> dataloaders it concerns
     for key in _dataloader_keys(phase):
         loader = cfg.get(key)
         if not loader or (key == 'val_dataloader' and not cfg.get('val_cfg')):
@@ -107,10 +107,12 @@ def check_data(cfg, phase='train'):
                 typ = typ if isinstance(typ, str) else getattr(typ, '__name__', str(typ))
                 what = '; '.join(f'{n} {p!r}' for n, p in missing)
                 help_ = cfg.get('data_help') or DATA_HELP.get(typ, '')
-                problems.append(f'{key}: {typ} files not found: {what} (cwd {os.getcwd()!r}). '
-                                + help_.format(root=root.rstrip('/') or '.'))
+                body = (f'{typ} files not found: {what} (cwd {os.getcwd()!r}). '
+                        + help_.format(root=root.rstrip('/') or '.'))
+                problems.setdefault(body, []).append(key)
     if problems:
-        raise PreflightError('\n'.join(problems))
+        raise PreflightError('\n'.join(f'{", ".join(keys)}: {body}'
+                                       for body, keys in problems.items()))
 
 
 def _pretrained_entries(node, path='model'):

@@ -97,6 +97,9 @@ def main(argv=None):
         runner.test_evaluator.metrics.append(dump_metric(cfg, args.out))
     metrics = runner.test()
     if is_main_process():
+        if not metrics:
+            print('warning: the evaluator returned no metrics (mmdet does so when no '
+                  'prediction passes the test score threshold)', file=sys.stderr)
         plain = {k: (v.item() if hasattr(v, 'item') else v) for k, v in (metrics or {}).items()}
         os.makedirs(cfg.work_dir, exist_ok=True)
         with open(osp.join(cfg.work_dir, 'metrics.json'), 'w') as f:
