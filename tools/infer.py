@@ -128,7 +128,11 @@ def run(args):
                                     filter_instances, init_model, predict, read_image,
                                     seg_label_map)
 
+    import torch
     paths = expand_inputs(args.inputs)  # before the model: bad arguments fail at once
+    if torch.device(args.device).type == 'cuda' and not torch.cuda.is_available():
+        raise InferenceError(f'--device {args.device}: no CUDA GPU is available to this '
+                             f'PyTorch ({torch.__version__}); use --device cpu')
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint!r} '
                                 f'(cwd {os.getcwd()!r})')
