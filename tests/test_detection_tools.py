@@ -1,0 +1,274 @@
+"""tools/train.py and tools/test.py on tiny generated COCO data: training then COCO
+evaluation for both detectors, save/resume, a 2-process gloo run, and the early errors."""
+import importlib.util
+import json
+import os
+import os.path as osp
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+import torch
+
+import lsnet_mm  # noqa: F401
+from lsnet_mm.detection import ImageDecodeError, make_demo_coco
+from lsnet_mm.preflight import PreflightError
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+RETINA = osp.join(ROOT, 'configs', 'demo', 'retinanet_lsnet_t_demo.py')
+MASK = osp.join(ROOT, 'configs', 'demo', 'mask_rcnn_lsnet_t_demo.py')
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(f'lsnet_tool_{name}',
+                                                  osp.join(ROOT, 'tools', f'{name}.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+train_tool, test_tool = _tool('train'), _tool('test')
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    """One compute thread: on the 2-core CI machine a second one competing with other
+    work made these runs 2-3x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('shapes'))
+    make_demo_coco(root, num_train=4, num_val=2, size=96, min_radius=12, max_radius=24)
+    return root
+
+
+def opts(root, max_epochs=1, batch=2, workers=0, score_thr=None):
+    """cfg-options for a fast run on the tiny data set (96 px images, 2 iterations/epoch).
+    ``score_thr`` ('retinanet' or 'mask_rcnn'): keep every detection, so that a model
+    trained for two iterations still yields COCO numbers (mmdet reports nothing when
+    no box passes the default 0.05)."""
+    run = uuid.uuid4().hex[:12]  # fresh mmengine logger/message hub/visualizer per run
+    out = [f'experiment_name=t{run}', f'visualizer.name=v{run}',
+           f'train_cfg.max_epochs={max_epochs}', f'train_cfg.val_interval={max_epochs}',
+           'default_hooks.checkpoint.interval=1', 'default_hooks.checkpoint.max_keep_ckpts=-1',
+           'default_hooks.logger.interval=1',
+           'param_scheduler.0.end=2', f'train_dataloader.batch_size={batch}',
+           'train_dataloader.dataset.pipeline.2.scale=(96,96)',
+           'val_dataloader.dataset.pipeline.1.scale=(96,96)',
+           'test_dataloader.dataset.pipeline.1.scale=(96,96)']
+    for k in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        out += [f'{k}.num_workers={workers}', f'{k}.persistent_workers={workers > 0}',
+                f'{k}.dataset.data_root={root}/']
+    out += [f'{k}.ann_file={root}/annotations/instances_val.json'
+            for k in ('val_evaluator', 'test_evaluator')]
+    if score_thr == 'retinanet':
+        out += ['model.test_cfg.score_thr=0.0']
+    elif score_thr == 'mask_rcnn':
+        out += ['model.test_cfg.rcnn.score_thr=0.0']
+    return out
+
+
+def assert_coco_metrics(metrics, kinds):
+    for kind in kinds:
+        for suffix in ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l'):
+            v = metrics[f'coco/{kind}_{suffix}']
+            assert isinstance(v, float) and (0.0 <= v <= 1.0 or v == -1.0), (kind, suffix, v)
+
+
+@pytest.fixture(scope='module')
+def trained(data, tmp_path_factory):
+    """Each detector trained for one epoch (2 iterations) through tools/train.py."""
+    out = {}
+    for name, cfg in (('retinanet', RETINA), ('mask_rcnn', MASK)):
+        wd = str(tmp_path_factory.mktemp(name))
+        train_tool.main([cfg, '--work-dir', wd, '--cfg-options', *opts(data)])
+        out[name] = (cfg, wd, osp.join(wd, 'epoch_1.pth'))
+    return out
+
+
+@pytest.mark.parametrize('name,kinds', [('retinanet', ['bbox']), ('mask_rcnn', ['bbox', 'segm'])])
+def test_train_then_test(data, trained, tmp_path, name, kinds):
+    cfg, wd, ckpt = trained[name]
+    assert osp.isfile(ckpt)
+    with open(osp.join(wd, 'last_checkpoint')) as f:
+        assert f.read().strip() == ckpt
+    out = str(tmp_path / 'preds.pkl')
+    metrics = test_tool.main([cfg, ckpt, '--work-dir', str(tmp_path), '--out', out,
+                              '--cfg-options', *opts(data, score_thr=name)])
+    assert_coco_metrics(metrics, kinds)
+    with open(tmp_path / 'metrics.json') as f:
+        assert json.load(f)['coco/bbox_mAP'] == metrics['coco/bbox_mAP']
+    from mmengine.fileio import load
+    preds = load(out)
+    assert len(preds) == 2 and {p['img_id'] for p in preds} == {1, 2}
+    inst = preds[0]['pred_instances']
+    assert inst['bboxes'].shape[1] == 4 and len(inst['scores']) == len(inst['labels'])
+    if 'segm' in kinds:
+        assert len(inst['masks']) == len(inst['bboxes'])  # RLE-encoded masks
+        assert all('counts' in m for m in inst['masks'])
+
+
+def test_checkpoint_is_weights_only_loadable(trained):
+    """Training checkpoints (message hub, numpy buffers, config) load with torch's
+    default weights-only unpickler through the lsnet_mm allow-list."""
+    _, _, ckpt = trained['retinanet']
+    assert torch.load.__module__ == 'torch.serialization'  # nobody patched torch.load
+    c = torch.load(ckpt, map_location='cpu')  # weights_only=True is the default on torch>=2.6
+    assert {'state_dict', 'optimizer', 'message_hub', 'meta'} <= set(c)
+    assert c['meta']['epoch'] == 1 and c['meta']['iter'] == 2
+    assert c['meta']['dataset_meta']['classes'] == ('circle', 'square', 'triangle')
+
+
+def _scalar_iters(wd):
+    """Training iterations logged by the newest run in a work dir."""
+    runs = sorted(d for d in os.listdir(wd) if osp.isdir(osp.join(wd, d, 'vis_data')))
+    with open(osp.join(wd, runs[-1], 'vis_data', 'scalars.json')) as f:
+        rows = [json.loads(line) for line in f]
+    return [r['iter'] for r in rows if 'loss' in r]
+
+
+def test_resume_continues(data, trained, tmp_path):
+    cfg, wd0, _ = trained['retinanet']
+    wd = str(tmp_path / 'run')
+    shutil.copytree(wd0, wd)
+    with open(osp.join(wd, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(wd, 'epoch_1.pth'))
+    train_tool.main([cfg, '--work-dir', wd, '--resume',
+                     '--cfg-options', *opts(data, max_epochs=2)])
+    assert _scalar_iters(wd) == [3, 4]  # continued after iteration 2, did not start over
+    c1 = torch.load(osp.join(wd, 'epoch_1.pth'), map_location='cpu')
+    c2 = torch.load(osp.join(wd, 'epoch_2.pth'), map_location='cpu')
+    assert c2['meta']['epoch'] == 2 and c2['meta']['iter'] == 4
+    steps = lambda c: {int(s['step']) for s in c['optimizer']['state'].values()}  # noqa: E731
+    assert steps(c1) == {2} and steps(c2) == {4}  # AdamW moments carried over
+
+
+def test_resume_from_path(data, trained, tmp_path):
+    cfg, _, ckpt = trained['retinanet']
+    wd = str(tmp_path / 'run')
+    train_tool.main([cfg, '--work-dir', wd, '--resume', ckpt,
+                     '--cfg-options', *opts(data, max_epochs=2)])
+    assert _scalar_iters(wd) == [3, 4]
+    assert torch.load(osp.join(wd, 'epoch_2.pth'), map_location='cpu')['meta']['iter'] == 4
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_gloo(data, tmp_path):
+    """torchrun with 2 CPU processes: mmengine's pytorch launcher over gloo, sharded data."""
+    wd = str(tmp_path / 'dist')
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+           f'--master_port={_free_port()}', osp.join(ROOT, 'tools', 'train.py'), RETINA,
+           '--launcher', 'pytorch', '--work-dir', wd,
+           '--cfg-options', *opts(data, batch=1), 'train_cfg.val_interval=100']
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=240)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    c = torch.load(osp.join(wd, 'epoch_1.pth'), map_location='cpu')
+    # 4 images, 1 per process per iteration, 2 processes -> 2 iterations (1 process: 4)
+    assert c['meta']['iter'] == 2
+    logs = [f for d in os.listdir(wd) if osp.isdir(osp.join(wd, d))
+            for f in [osp.join(wd, d, f'{d}.log')] if osp.isfile(f)]
+    text = open(logs[0]).read()
+    assert 'Distributed training: True' in text and "'backend': 'gloo'" in text
+
+
+# ---------------------------------------------------------------- early, clear errors
+
+def test_missing_coco_names_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PreflightError) as e:
+        train_tool.main([osp.join(ROOT, 'configs', 'retinanet_lsnet_t.py')])
+    msg = str(e.value)
+    assert "data_root 'data/coco/'" in msg and 'cocodataset.org' in msg
+
+
+def _fake_coco(root):
+    os.makedirs(osp.join(root, 'annotations'))
+    for split in ('train2017', 'val2017'):
+        os.makedirs(osp.join(root, split))
+        with open(osp.join(root, 'annotations', f'instances_{split}.json'), 'w') as f:
+            json.dump(dict(images=[], annotations=[], categories=[]), f)
+
+
+def test_missing_annotation_file_names_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _fake_coco('data/coco')
+    os.remove('data/coco/annotations/instances_val2017.json')
+    with pytest.raises(PreflightError, match='instances_val2017.json'):
+        test_tool.main([osp.join(ROOT, 'configs', 'mask_rcnn_lsnet_t.py'), __file__])
+
+
+def test_missing_pretrained_names_path_and_source(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _fake_coco('data/coco')
+    with pytest.raises(PreflightError) as e:
+        train_tool.main([osp.join(ROOT, 'configs', 'mask_rcnn_lsnet_s.py')])
+    msg = str(e.value)
+    assert "'pretrained/lsnet_s.pth'" in msg and 'model.backbone.init_cfg.checkpoint' in msg
+    assert 'huggingface.co/jameslahm/lsnet' in msg
+
+
+def test_missing_demo_data_says_how_to_generate(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PreflightError, match='tools/make_demo_data.py'):
+        train_tool.main([RETINA])
+
+
+def test_dataset_and_model_classes_disagree(data, tmp_path):
+    with pytest.raises(PreflightError) as e:
+        train_tool.main([RETINA, '--work-dir', str(tmp_path), '--cfg-options', *opts(data),
+                         'model.bbox_head.num_classes=80'])
+    assert 'has 3 classes' in str(e.value) and 'model.bbox_head.num_classes=80' in str(e.value)
+
+
+def test_checkpoint_for_other_classes_is_refused(data, trained, tmp_path):
+    cfg, _, ckpt = trained['mask_rcnn']
+    five = "['a','b','c','d','e']"
+    with pytest.raises(PreflightError) as e:
+        test_tool.main([cfg, ckpt, '--work-dir', str(tmp_path), '--cfg-options', *opts(data),
+                        'model.roi_head.bbox_head.num_classes=5',
+                        'model.roi_head.mask_head.num_classes=5',
+                        f'test_dataloader.dataset.metainfo.classes={five}'])
+    msg = str(e.value)
+    assert 'different number of classes' in msg and 'implies num_classes=3' in msg
+
+
+def test_missing_checkpoint(data, tmp_path):
+    with pytest.raises(PreflightError, match='checkpoint not found'):
+        test_tool.main([RETINA, str(tmp_path / 'nope.pth'), '--cfg-options', *opts(data)])
+
+
+@pytest.mark.parametrize('content', [b'', b'this is not a PNG file', 'truncated'])
+def test_undecodable_image_is_named(data, trained, tmp_path, content):
+    bad = str(tmp_path / 'data')
+    shutil.copytree(data, bad)
+    victim = osp.join(bad, 'val', '000001.png')
+    if content == 'truncated':
+        with open(victim, 'rb') as f:
+            content = f.read()[:200]
+    with open(victim, 'wb') as f:
+        f.write(content)
+    cfg, _, ckpt = trained['retinanet']
+    with pytest.raises(ImageDecodeError) as e:
+        test_tool.main([cfg, ckpt, '--work-dir', str(tmp_path), '--cfg-options', *opts(bad)])
+    assert victim in str(e.value) and 'decode' in str(e.value)
+
+
+def test_amp_on_cpu_is_refused(data, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip('CUDA present')
+    with pytest.raises(PreflightError, match='--amp needs a CUDA GPU'):
+        train_tool.main([RETINA, '--amp', '--cfg-options', *opts(data)])
