@@ -4,10 +4,10 @@ final checkpoint with tools/test.py (mmseg's IoUMetric), print mIoU / mAcc / aAc
 and the run times.
 
     .venv/bin/python tools/demo_segmentation.py
-    .venv/bin/python tools/demo_segmentation.py --work-dir work_dirs/seg_demo --min-miou 50
+    .venv/bin/python tools/demo_segmentation.py --work-dir work_dirs/my_seg_demo --min-miou 50
 
 Results also go to WORK_DIR/demo_results.json. Exits non-zero if a step fails or the
-final mIoU stays below --min-miou (the model did not learn; chance is about 10).
+final mIoU stays below --min-miou (the model did not learn; chance is below 10).
 """
 import argparse
 import json
@@ -39,7 +39,7 @@ def run(cmd, name):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--work-dir', default='work_dirs/demo/fpn_lsnet_t')
+    p.add_argument('--work-dir', default='work_dirs/seg_demo')
     p.add_argument('--data-root', default=DATA_ROOT,
                    help='where the generated data set is (written if absent)')
     p.add_argument('--min-miou', type=float, default=40.0,
