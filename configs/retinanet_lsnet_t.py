@@ -7,7 +7,7 @@
 _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py',
     'mmdet::_base_/datasets/coco_detection.py',
-    'mmdet::_base_/schedules/schedule_1x.py',
+    './_base_/schedules/lsnet_adamw_1x.py',
     'mmdet::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['lsnet_mm', 'lsnet_mm.detection'], allow_failed_imports=False)
@@ -52,17 +52,3 @@ test_pipeline = [
 train_dataloader = dict(batch_size=2, num_workers=2, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
-
-# AdamW 1e-4, weight decay 0.05 except on the attention bias tables; linear warm-up
-# over 500 iterations from 0.001x; x0.1 at epochs 8 and 11 (schedule_1x).
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(custom_keys={'attention_biases': dict(decay_mult=0.0)}))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
-    dict(type='MultiStepLR', begin=0, end=12, by_epoch=True, milestones=[8, 11], gamma=0.1),
-]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=12, val_interval=1)
-auto_scale_lr = dict(enable=False, base_batch_size=16)
