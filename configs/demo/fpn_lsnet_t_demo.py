@@ -52,7 +52,8 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 max_iters = 300
-optim_wrapper = dict(optimizer=dict(lr=2e-3), clip_grad=dict(_delete_=True, max_norm=10.0, norm_type=2))
+optim_wrapper = dict(
+    optimizer=dict(lr=2e-3), clip_grad=dict(_delete_=True, max_norm=10.0, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.05, by_epoch=False, begin=0, end=20),
     dict(type='PolyLR', eta_min=1e-6, power=0.9, begin=20, end=max_iters, by_epoch=False),

@@ -13,7 +13,8 @@ mmseg's ``reduce_zero_label``) and 1..150 are ADE20K's class ids. Only six ids
 occur, drawn as simple shapes with class-specific colours and textures:
 wall (1, brick facades), sky (3, gradient), tree (5, blotchy crowns and trunks),
 road (7, grey asphalt with lane marks), grass (10, noisy green), person (13,
-ellipse bodies with heads, warm or purple clothes). Small "other" patches (0) exercise the ignore label.
+ellipse bodies with heads, warm or purple clothes). Small "other" patches (0)
+exercise the ignore label.
 A config selects these classes with ``metainfo=dict(classes=DEMO_CLASSES)``;
 mmseg then maps the ADE ids to 0..5 and every other id to the ignore index.
 
