@@ -27,6 +27,7 @@ import lsnet_mm.detection  # noqa: E402,F401 (registers the checked image loader
 from lsnet_mm.checkpoint import CheckpointError  # noqa: E402
 from lsnet_mm.preflight import (PreflightError, check_checkpoint_fits, check_data,  # noqa: E402
                                 check_load_from, check_num_classes, setup_cpu_distributed)
+from lsnet_mm.tool_config import load_tool_config  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -54,15 +55,7 @@ def parse_args(argv=None):
 
 
 def build_cfg(args):
-    from mmengine.config import Config
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_tool_config(args.config, args.launcher, args.cfg_options, args.work_dir)
     cfg.load_from = args.checkpoint
     cfg.resume = False
     if args.deploy:
