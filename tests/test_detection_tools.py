@@ -1,6 +1,5 @@
 """tools/train.py and tools/test.py on tiny generated COCO data: training then COCO
 evaluation for both detectors, save/resume, a 2-process gloo run, and the early errors."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -15,21 +14,11 @@ import torch
 import lsnet_mm  # noqa: F401
 from lsnet_mm.detection import ImageDecodeError, make_demo_coco
 from lsnet_mm.preflight import PreflightError
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-RETINA = osp.join(ROOT, 'configs', 'demo', 'retinanet_lsnet_t_demo.py')
-MASK = osp.join(ROOT, 'configs', 'demo', 'mask_rcnn_lsnet_t_demo.py')
+from product_helpers import MASK, RETINA, ROOT, tool
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'lsnet_tool_{name}',
-                                                  osp.join(ROOT, 'tools', f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
-
-train_tool, test_tool = _tool('train'), _tool('test')
+train_tool, test_tool = tool('train'), tool('test')
 
 
 @pytest.fixture(autouse=True, scope='module')
