@@ -22,14 +22,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 REFERENCE = osp.join(ROOT, 'tests', 'data', 'lsnet_backbone_state_dict.json')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """One compute thread: on the 2-core CI machine a second one competing with other
-    work made these runs 2-3x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def _wb(prefix):

@@ -11,14 +11,7 @@ ARCH_DIMS = {'t': [64, 128, 256, 384], 's': [96, 192, 320, 448], 'b': [128, 256,
 CONFIGS = [f'{det}_lsnet_{a}' for det in ('retinanet', 'mask_rcnn') for a in 'tsb']
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """One compute thread: on the 2-core CI machine a second one competing with other
-    work made these runs 2-3x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def load_cfg(name):

@@ -21,14 +21,7 @@ from product_helpers import MASK, RETINA, ROOT, tool
 train_tool, test_tool = tool('train'), tool('test')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """One compute thread: on the 2-core CI machine a second one competing with other
-    work made these runs 2-3x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')
