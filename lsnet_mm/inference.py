@@ -199,6 +199,25 @@ def complete_dataset_meta(meta, num_classes):
     return meta
 
 
+def build_model_from_cfg(cfg):
+    """The config's model, built in its library's registry (mmdet or mmseg, from the
+    config) without reading the pretrained backbone file. Returns ``(model, scope)``."""
+    from mmengine.registry import init_default_scope
+    scope = detect_task(cfg)
+    init_default_scope(scope)
+    if scope == 'mmdet':
+        import mmdet.models  # noqa: F401
+        from mmdet.registry import MODELS
+    else:
+        import mmseg.models  # noqa: F401
+        from mmseg.registry import MODELS
+    model_cfg = copy.deepcopy(cfg.model)
+    _drop_pretrained(model_cfg)
+    if scope == 'mmseg' and cfg.get('data_preprocessor') and 'data_preprocessor' not in model_cfg:
+        model_cfg['data_preprocessor'] = cfg.data_preprocessor
+    return MODELS.build(model_cfg), scope
+
+
 def init_model(config, checkpoint, device='cpu', deploy=False, cfg_options=None):
     """Build the model of ``config`` (path or Config) and load ``checkpoint`` into it.
 
@@ -208,29 +227,16 @@ def init_model(config, checkpoint, device='cpu', deploy=False, cfg_options=None)
     (from the checkpoint's meta, else the config's dataset) and ``model.cfg``.
     """
     from mmengine.config import Config
-    from mmengine.registry import init_default_scope
     from .preflight import check_checkpoint_fits
 
     cfg = config if isinstance(config, Config) else Config.fromfile(config)
     cfg = copy.deepcopy(cfg)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    scope = detect_task(cfg)
-    init_default_scope(scope)
-    if scope == 'mmdet':
-        import mmdet.models  # noqa: F401
-        from mmdet.registry import MODELS
-    else:
-        import mmseg.models  # noqa: F401
-        from mmseg.registry import MODELS
     # the file first: a damaged or unsafe checkpoint fails before the model is built
     ckpt = load_checkpoint_file(checkpoint, what='checkpoint')
     sd = extract_state_dict(ckpt, checkpoint)
-    model_cfg = copy.deepcopy(cfg.model)
-    _drop_pretrained(model_cfg)
-    if scope == 'mmseg' and cfg.get('data_preprocessor') and 'data_preprocessor' not in model_cfg:
-        model_cfg['data_preprocessor'] = cfg.data_preprocessor
-    model = MODELS.build(model_cfg)
+    model, scope = build_model_from_cfg(cfg)
     check_checkpoint_fits(model, checkpoint, cfg)
     model.load_state_dict(sd, strict=False)  # fit checked; index buffers are rebuilt
 

@@ -86,22 +86,13 @@ def random_checkpoint(config, path, cfg_options=None):
     import lsnet_mm  # noqa: F401
     import lsnet_mm.detection  # noqa: F401
     from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    from lsnet_mm.inference import _drop_pretrained, detect_task
+    from lsnet_mm.inference import build_model_from_cfg
 
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    scope = detect_task(cfg)
-    init_default_scope(scope)
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    model_cfg = cfg.model
-    _drop_pretrained(model_cfg)
     torch.manual_seed(0)
-    model = MODELS.build(model_cfg)
+    model, _ = build_model_from_cfg(cfg)
     model.init_weights()
     meta = dict(dataset_meta=dict(classes=tuple(cfg.metainfo['classes'])))
     os.makedirs(osp.dirname(path) or '.', exist_ok=True)
