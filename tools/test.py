@@ -27,7 +27,7 @@ import lsnet_mm.detection  # noqa: E402,F401 (registers the checked image loader
 from lsnet_mm.checkpoint import CheckpointError  # noqa: E402
 from lsnet_mm.preflight import (PreflightError, check_checkpoint_fits, check_data,  # noqa: E402
                                 check_load_from, check_num_classes, setup_cpu_distributed)
-from lsnet_mm.tool_config import load_tool_config  # noqa: E402
+from lsnet_mm.tool_config import load_tool_config, shutdown_distributed  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -107,3 +107,5 @@ if __name__ == '__main__':
     except (PreflightError, CheckpointError) as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
+    finally:
+        shutdown_distributed()

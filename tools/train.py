@@ -26,7 +26,7 @@ from lsnet_mm.preflight import (PreflightError, check_checkpoint_fits, check_dat
                                 check_dataset_not_empty, check_load_from, check_num_classes,
                                 check_pretrained, setup_cpu_distributed)
 from lsnet_mm.safe_checkpoint import find_resume_checkpoint, use_safe_checkpoint_hook  # noqa: E402
-from lsnet_mm.tool_config import load_tool_config  # noqa: E402
+from lsnet_mm.tool_config import load_tool_config, shutdown_distributed  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -118,3 +118,5 @@ if __name__ == '__main__':
     except (PreflightError, CheckpointError) as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
+    finally:
+        shutdown_distributed()
