@@ -1,8 +1,12 @@
-"""Segmentation data: the checked ADE20K dataset, the test-time ``AlignResize`` and the
-generated ADE20K-layout demo data (:mod:`lsnet_mm.datasets.demo_ade`)."""
-from .ade import CheckedADE20KDataset, SegLabelError
-from .demo_ade import DEMO_ADE_IDS, DEMO_CLASSES
-from .transforms import AlignResize, align_resize_shape
+"""Data: checked image loading, ``AlignResize``, the checked ADE20K dataset (with mmseg).
 
-__all__ = ['AlignResize', 'align_resize_shape', 'CheckedADE20KDataset', 'SegLabelError',
-           'DEMO_CLASSES', 'DEMO_ADE_IDS']
+The generated demo data sets are in :mod:`lsnet_mm.datasets.demo`.
+"""
+from ..utils.optional import is_installed
+from .transforms import AlignResize, CheckedLoadImageFromFile, ImageDecodeError, align_resize_shape
+
+__all__ = ['AlignResize', 'align_resize_shape', 'CheckedLoadImageFromFile', 'ImageDecodeError']
+
+if is_installed('mmseg'):
+    from .ade20k import CheckedADE20KDataset, SegLabelError  # noqa: F401
+    __all__ += ['CheckedADE20KDataset', 'SegLabelError']

@@ -1,4 +1,6 @@
-"""Runner helpers: :class:`CPUFallbackDDP` (SyncBN in CPU-only multi-process runs)."""
-from .sync_bn import CPUFallbackDDP, revert_sync_bn_inplace
+"""Runner parts: hooks (safe checkpoints, checkpoint checks, deploy mode) and wrappers."""
+from .hooks import CheckpointCheckHook, LSNetDeployHook, SafeCheckpointHook
+from .wrappers import CPUFallbackDDP, revert_sync_bn_inplace
 
-__all__ = ['CPUFallbackDDP', 'revert_sync_bn_inplace']
+__all__ = ['CheckpointCheckHook', 'CPUFallbackDDP', 'LSNetDeployHook', 'SafeCheckpointHook',
+           'revert_sync_bn_inplace']

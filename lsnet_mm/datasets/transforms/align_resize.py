@@ -7,15 +7,26 @@ each side is rounded *up* to a multiple of ``size_divisor`` (32) by a second res
 network's strides then divide the input exactly up to stride 32.
 """
 import math
+from typing import Sequence, Tuple
 
 import mmcv
 from mmcv.transforms import Resize
 from mmengine.registry import TRANSFORMS
 
 
-def align_resize_shape(shape, scale=(2048, 512), size_divisor=32):
-    """(height, width) that :class:`AlignResize` produces for an image of ``shape``
-    (height, width), ``scale`` given as (long, short) edge bounds like mmseg."""
+def align_resize_shape(shape: Sequence[int], scale: Sequence[int] = (2048, 512),
+                       size_divisor: int = 32) -> Tuple[int, int]:
+    """Compute the size :class:`AlignResize` gives an image.
+
+    Args:
+        shape (Sequence[int]): (height, width, ...) of the image.
+        scale (Sequence[int]): (long, short) edge bounds, as mmseg gives them. Defaults to
+            (2048, 512).
+        size_divisor (int): Both output sides are multiples of it. Defaults to 32.
+
+    Returns:
+        tuple[int, int]: The output (height, width).
+    """
     h, w = shape[:2]
     new_w, new_h = mmcv.rescale_size((w, h), tuple(scale))
     return (int(math.ceil(new_h / size_divisor)) * size_divisor,
@@ -24,15 +35,15 @@ def align_resize_shape(shape, scale=(2048, 512), size_divisor=32):
 
 @TRANSFORMS.register_module()
 class AlignResize(Resize):
-    """Keep-ratio resize to ``scale``, then both sides rounded up to a multiple of
-    ``size_divisor``.
+    """Keep-ratio resize to ``scale``, then both sides rounded up to a multiple of a divisor.
 
     Args:
-        scale (int | tuple[int, int]): the (long, short) edge bounds of the
-            keep-ratio resize, e.g. (2048, 512).
-        size_divisor (int): both output sides are multiples of it. Default 32.
-        interpolation (str): image interpolation (label maps use nearest).
-        backend (str): 'cv2' or 'pillow'.
+        scale (int | tuple[int, int]): The (long, short) edge bounds of the keep-ratio
+            resize, e.g. (2048, 512).
+        size_divisor (int): Both output sides are multiples of it. Defaults to 32.
+        interpolation (str): Image interpolation (label maps use nearest). Defaults to
+            'bilinear'.
+        backend (str): 'cv2' or 'pillow'. Defaults to 'cv2'.
 
     Modified keys: img, gt_seg_map (if present), img_shape.
     Added keys: scale, scale_factor (w, h of the final size over the input size),

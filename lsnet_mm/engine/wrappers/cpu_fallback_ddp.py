@@ -28,9 +28,17 @@ def _sync_bn_types():
     return tuple(types)
 
 
-def revert_sync_bn_inplace(module):
-    """Replace every SyncBN layer inside ``module`` by a plain BN layer that shares its
-    parameters and buffers. Returns the number of layers replaced."""
+def revert_sync_bn_inplace(module: torch.nn.Module) -> int:
+    """Replace every SyncBN layer inside ``module`` by a plain BN layer.
+
+    The new layers share the parameters and buffers of the SyncBN layers they replace.
+
+    Args:
+        module (torch.nn.Module): The model (``module`` itself is not replaced).
+
+    Returns:
+        int: The number of layers replaced.
+    """
     types = _sync_bn_types()
     count = 0
     for name, child in list(module.named_children()):
@@ -44,8 +52,17 @@ def revert_sync_bn_inplace(module):
 
 @MODEL_WRAPPERS.register_module()
 class CPUFallbackDDP(MMDistributedDataParallel):
-    """``MMDistributedDataParallel`` that also wraps CPU modules holding SyncBN (see the
-    module docstring). Same arguments."""
+    """``MMDistributedDataParallel`` that also wraps CPU modules holding SyncBN.
+
+    See the module docstring. For a module on the CPU, SyncBN layers are reverted to BN
+    and no ``device_ids`` / ``output_device`` are passed on.
+
+    Args:
+        module (torch.nn.Module): The model to wrap.
+        device_ids (list[int], optional): As for ``MMDistributedDataParallel`` (ignored
+            for CPU modules). Defaults to None.
+        **kwargs: The other arguments of ``MMDistributedDataParallel``.
+    """
 
     def __init__(self, module, device_ids=None, **kwargs):
         param = next(module.parameters(), None)

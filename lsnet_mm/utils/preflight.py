@@ -8,18 +8,14 @@ how to fix it:
 * :func:`check_pretrained` - local ``init_cfg=dict(type='Pretrained', ...)`` files and
   ``load_from`` exist;
 * :func:`check_num_classes` - the head's ``num_classes`` agree with the dataset classes;
-* :func:`check_checkpoint_fits` - a checkpoint's tensors fit the model (no missing or
-  unexpected keys, no shape mismatch; a class-count mismatch is named as such);
-* :func:`setup_cpu_distributed` - CPU-only multi-process runs: gloo instead of nccl and
-  DDP without device ids (mmengine's defaults assume CUDA).
+* :func:`check_dataset_not_empty` - the training / test set holds samples.
+
+Checkpoints are checked against the model by
+:class:`~lsnet_mm.engine.hooks.CheckpointCheckHook` when the runner loads them.
 """
 import os
 import os.path as osp
 import re
-
-import torch
-
-from .checkpoint import extract_state_dict, load_checkpoint_file
 
 REMOTE_PREFIXES = ('http://', 'https://', 's3://', 'petrel://', 'open-mmlab://',
                    'torchvision://', 'mmcls://', 'mmpretrain://', 'modelzoo://')
@@ -46,7 +42,7 @@ DATA_HELP = {
 
 
 class PreflightError(RuntimeError):
-    """A run that cannot succeed, caught before it starts; the message says why and how to fix it."""
+    """A run that cannot succeed, caught before it starts; the message says why and the fix."""
 
 
 def _is_remote(path):
@@ -123,7 +119,8 @@ def _pretrained_entries(node, path='model'):
             sub = f'{path}.{k}'
             if k == 'init_cfg':
                 for i, c in enumerate(v if isinstance(v, (list, tuple)) else [v]):
-                    if isinstance(c, dict) and c.get('type') == 'Pretrained' and c.get('checkpoint'):
+                    if (isinstance(c, dict) and c.get('type') == 'Pretrained'
+                            and c.get('checkpoint')):
                         out.append((f'{sub}.checkpoint' if not isinstance(v, (list, tuple))
                                     else f'{sub}[{i}].checkpoint', c['checkpoint']))
             else:
@@ -135,8 +132,12 @@ def _pretrained_entries(node, path='model'):
 
 
 def check_pretrained(cfg):
-    """Raise :class:`PreflightError` if a local pretrained file named by the model's
-    ``init_cfg`` (e.g. the LSNet ImageNet checkpoint) does not exist."""
+    """Raise :class:`PreflightError` if a local pretrained file does not exist.
+
+    Args:
+        cfg (mmengine.Config): The config; every ``init_cfg=dict(type='Pretrained')``
+            under ``model`` (e.g. the LSNet ImageNet checkpoint) is checked.
+    """
     problems = []
     for where, ckpt in _pretrained_entries(cfg.get('model', {})):
         if _is_remote(ckpt) or osp.isfile(ckpt):
@@ -155,13 +156,19 @@ def check_pretrained(cfg):
 
 
 def check_load_from(path, what='checkpoint'):
+    """Raise :class:`PreflightError` if a local checkpoint to load does not exist.
+
+    Args:
+        path (str | None): ``load_from`` or the tool's checkpoint argument.
+        what (str): How the message calls it.
+    """
     if path and not _is_remote(path) and not osp.isfile(path):
         raise PreflightError(f'{what} not found: {path!r} (cwd {os.getcwd()!r}). Check the path; '
                              f'released LSNet detection checkpoints are listed in '
                              f'docs/detection.md.')
 
 
-def _find_num_classes(node, path='model'):
+def find_num_classes(node, path='model'):
     """{config path: num_classes} in the model config, RPN heads excluded (class-agnostic)."""
     out = {}
     if isinstance(node, dict):
@@ -170,10 +177,10 @@ def _find_num_classes(node, path='model'):
             if k == 'num_classes' and isinstance(v, int):
                 out[sub] = v
             elif k not in ('rpn_head', 'train_cfg', 'test_cfg'):
-                out.update(_find_num_classes(v, sub))
+                out.update(find_num_classes(v, sub))
     elif isinstance(node, (list, tuple)):
         for i, v in enumerate(node):
-            out.update(_find_num_classes(v, f'{path}[{i}]'))
+            out.update(find_num_classes(v, f'{path}[{i}]'))
     return out
 
 
@@ -201,12 +208,17 @@ def _dataset_classes(cfg, loader_key):
 
 
 def check_num_classes(cfg, loader_key='train_dataloader'):
-    """Raise :class:`PreflightError` if the model's num_classes differ from the number of
-    dataset classes (metainfo.classes or the dataset type's METAINFO)."""
+    """Raise :class:`PreflightError` if the heads' num_classes differ from the dataset's.
+
+    Args:
+        cfg (mmengine.Config): The config.
+        loader_key (str): The dataloader whose dataset classes count
+            (``metainfo.classes``, else the dataset type's METAINFO).
+    """
     classes = _dataset_classes(cfg, loader_key)
     if not classes:
         return
-    wrong = {k: v for k, v in _find_num_classes(cfg.get('model', {})).items() if v != len(classes)}
+    wrong = {k: v for k, v in find_num_classes(cfg.get('model', {})).items() if v != len(classes)}
     if wrong:
         raise PreflightError(
             f'{loader_key} has {len(classes)} classes ({", ".join(map(str, classes[:6]))}'
@@ -214,94 +226,6 @@ def check_num_classes(cfg, loader_key='train_dataloader'):
             + ', '.join(f'{k}={v}' for k, v in wrong.items())
             + f'. Set num_classes={len(classes)} in the config (e.g. --cfg-options '
             + ' '.join(f'{k}={len(classes)}' for k in wrong) + ') or fix metainfo.classes.')
-
-
-_CLS_KEY = re.compile(r'(retina_cls|conv_cls|fc_cls|conv_logits|conv_seg|atss_cls|gfl_cls)\.(weight|bias)$')
-
-
-def _implied_classes(model_n, ckpt_n, cfg_n):
-    """Number of classes a checkpoint's classifier of ``ckpt_n`` outputs implies, given the
-    model's ``model_n`` outputs for ``cfg_n`` classes (sigmoid k*C, softmax C+1)."""
-    if cfg_n and model_n % cfg_n == 0 and ckpt_n % (model_n // cfg_n) == 0:
-        return ckpt_n // (model_n // cfg_n)
-    if cfg_n and model_n == cfg_n + 1:
-        return ckpt_n - 1
-    return None
-
-
-def check_checkpoint_fits(model, path, cfg=None, what='checkpoint'):
-    """Raise :class:`PreflightError` unless the state dict in ``path`` fits ``model``
-    exactly: same keys (``attention_bias_idxs`` index buffers may be absent: the model
-    builds them) and same shapes. A classifier shape mismatch is reported as a
-    num_classes mismatch."""
-    model = getattr(model, 'module', model)
-    ckpt = load_checkpoint_file(path, what=what)
-    sd = extract_state_dict(ckpt, path)
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd and not k.endswith('attention_bias_idxs')]
-    unexpected = [k for k in sd if k not in own]
-    wrong = [k for k in sd if k in own and tuple(sd[k].shape) != tuple(own[k].shape)]
-    if not (missing or unexpected or wrong):
-        return
-    cls_wrong = [k for k in wrong if _CLS_KEY.search(k)]
-    if cls_wrong:
-        nums = _find_num_classes(cfg.get('model', {})) if cfg is not None else {}
-        cfg_n = next(iter(nums.values()), None)
-        k = cls_wrong[0]
-        implied = _implied_classes(own[k].shape[0], sd[k].shape[0], cfg_n)
-        raise PreflightError(
-            f'{what} {path!r} was trained for a different number of classes than the config: '
-            f'{k} has shape {tuple(sd[k].shape)} in the checkpoint but {tuple(own[k].shape)} in '
-            f'the model built with ' + (', '.join(f'{a}={b}' for a, b in nums.items())
-                                         or 'the configured num_classes')
-            + (f' (the checkpoint implies num_classes={implied})' if implied else '')
-            + '. Use the config that matches the checkpoint, set num_classes accordingly, or, '
-              'to fine-tune on other classes, drop the heads first with '
-              '"tools/convert_checkpoint.py IN OUT --keep backbone neck".')
-    lines = []
-    if wrong:
-        lines.append('shape mismatch: ' + '; '.join(
-            f'{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}' for k in wrong[:5]))
-    if missing:
-        lines.append(f'missing in the checkpoint ({len(missing)}): {missing[:5]}')
-    if unexpected:
-        lines.append(f'unexpected in the checkpoint ({len(unexpected)}): {unexpected[:5]}')
-    raise PreflightError(
-        f'{what} {path!r} does not fit the model of this config: ' + '; '.join(lines)
-        + '. Released mmdet 2.x checkpoints can be converted with tools/convert_checkpoint.py; '
-          'otherwise use the config the checkpoint was trained with.')
-
-
-def setup_cpu_distributed(cfg, launcher):
-    """Make a multi-process run work without CUDA (gloo backend, CPU DDP).
-
-    mmengine's launcher code calls ``torch.cuda.set_device`` and wraps the model with
-    ``device_ids=[LOCAL_RANK]``; neither works on CPU. For the ``pytorch`` launcher
-    (torchrun) the process group is created here with gloo through torch.distributed,
-    which mmengine then uses as is, and DDP is configured with ``device_ids=None``.
-    """
-    if launcher == 'none' or torch.cuda.is_available():
-        return
-    env_cfg = cfg.setdefault('env_cfg', {})
-    dist_cfg = env_cfg.setdefault('dist_cfg', {})
-    if dist_cfg.get('backend', 'nccl') != 'gloo':
-        dist_cfg['backend'] = 'gloo'
-    if cfg.get('model_wrapper_cfg') is None:
-        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
-                                     broadcast_buffers=False,
-                                     find_unused_parameters=cfg.get('find_unused_parameters',
-                                                                    False))
-    if launcher != 'pytorch':
-        raise PreflightError(
-            f'--launcher {launcher} without CUDA is not supported (mmengine assumes GPUs for it); '
-            f'on CPU use torchrun (tools/dist_train.sh, --launcher pytorch) with the gloo backend.')
-    import torch.distributed as dist
-    if not dist.is_initialized():
-        kwargs = {}
-        if dist_cfg.get('timeout') is not None:
-            import datetime
-            kwargs['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
-        dist.init_process_group(backend='gloo', **kwargs)
 
 
 def _empty_dataset_message(cfg, key):
@@ -322,8 +246,9 @@ def _empty_dataset_message(cfg, key):
 
 
 def check_dataset_not_empty(runner, phase='train'):
-    """Build the ``phase`` ('train' or 'test') loop of ``runner`` now (the runner reuses
-    it) and raise :class:`PreflightError` if its dataset holds no sample.
+    """Raise :class:`PreflightError` if the ``phase`` loop's dataset holds no sample.
+
+    The loop is built now (the runner reuses it).
 
     mmdet's datasets fail on an empty data list with numpy's "need at least one array to
     concatenate"; an empty loop would otherwise run no iteration and save untrained

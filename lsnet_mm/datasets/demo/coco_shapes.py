@@ -11,6 +11,7 @@ Each class has its own colour family and shape; sizes, positions, rotations, col
 and backgrounds vary, objects do not overlap. Used by the demo configs
 (configs/demo/) and the tests.
 """
+import argparse
 import hashlib
 import json
 import math
@@ -82,8 +83,26 @@ def _make_image(rng, size, min_objects, max_objects, min_radius, max_radius):
 
 
 def make_demo_coco(root, num_train=160, num_val=40, size=256, seed=0, min_objects=1,
-                   max_objects=3, min_radius=18, max_radius=48):
-    """Write the data set under ``root``; returns {split: annotation file path}."""
+                   max_objects=3, min_radius=None, max_radius=None):
+    """Write the data set under ``root``.
+
+    Args:
+        root (str): Output folder.
+        num_train (int): Training images.
+        num_val (int): Validation images.
+        size (int): Image side in pixels.
+        seed (int): Seed of the generator.
+        min_objects (int): Fewest objects per image.
+        max_objects (int): Most objects per image.
+        min_radius (int, optional): Smallest object radius in pixels. Defaults to 18
+            at 256 px, scaled with ``size``.
+        max_radius (int, optional): Largest object radius in pixels. Defaults to 48
+            at 256 px, scaled with ``size``.
+
+    Returns:
+        dict: ``{split: annotation file path}`` for 'train' and 'val'.
+    """
+    min_radius, max_radius = _radii(size, min_radius, max_radius)
     params = dict(num_train=num_train, num_val=num_val, size=size, seed=seed,
                   min_objects=min_objects, max_objects=max_objects, min_radius=min_radius,
                   max_radius=max_radius, version=_VERSION)
@@ -117,15 +136,37 @@ def make_demo_coco(root, num_train=160, num_val=40, size=256, seed=0, min_object
     return out
 
 
+def _radii(size, min_radius, max_radius):
+    """Object radii: the given ones, else 18 and 48 px scaled from 256 px to ``size``."""
+    if min_radius is None:
+        min_radius = max(4, round(18 * size / 256))
+    if max_radius is None:
+        max_radius = max(min_radius + 1, round(48 * size / 256))
+    if not 0 < min_radius < max_radius < size // 2:
+        raise ValueError(f'object radii {min_radius}..{max_radius} px do not fit {size} px '
+                         f'images: need 0 < min_radius < max_radius < size / 2')
+    return min_radius, max_radius
+
+
 def _stamp(params):
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
 
 def ensure_demo_coco(root, **kwargs):
-    """Generate the data set unless ``root`` already holds it with the same settings."""
+    """Generate the data set unless ``root`` already holds it with the same settings.
+
+    Args:
+        root (str): Output folder.
+        **kwargs: Arguments of :func:`make_demo_coco`.
+
+    Returns:
+        dict: ``{split: annotation file path}``.
+    """
     params = dict(num_train=160, num_val=40, size=256, seed=0, min_objects=1, max_objects=3,
-                  min_radius=18, max_radius=48)
+                  min_radius=None, max_radius=None)
     params.update(kwargs)
+    params['min_radius'], params['max_radius'] = _radii(
+        params['size'], params['min_radius'], params['max_radius'])
     ready = osp.join(root, 'READY')
     if osp.isfile(ready):
         with open(ready) as f:
@@ -133,3 +174,24 @@ def ensure_demo_coco(root, **kwargs):
                 return {s: osp.join(root, 'annotations', f'instances_{s}.json')
                         for s in ('train', 'val')}
     return make_demo_coco(root, **params)
+
+
+def main(argv=None):
+    """Command line: ``python -m lsnet_mm.datasets.demo.coco_shapes [--root DIR] [--force]``."""
+    p = argparse.ArgumentParser(description='Generate the COCO-format shapes demo data set')
+    p.add_argument('--root', default='data/demo_coco', help='output folder')
+    p.add_argument('--num-train', type=int, default=160)
+    p.add_argument('--num-val', type=int, default=40)
+    p.add_argument('--size', type=int, default=256, help='image side in pixels')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--force', action='store_true', help='regenerate even if present')
+    args = p.parse_args(argv)
+    kw = dict(num_train=args.num_train, num_val=args.num_val, size=args.size, seed=args.seed)
+    files = make_demo_coco(args.root, **kw) if args.force else ensure_demo_coco(args.root, **kw)
+    for split, path in files.items():
+        print(f'{split}: {path}')
+    return files
+
+
+if __name__ == '__main__':
+    main()

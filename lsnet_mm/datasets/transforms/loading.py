@@ -1,4 +1,6 @@
 """An image loader whose errors name the file that failed and what to do about it."""
+from typing import Optional
+
 from mmcv.transforms import LoadImageFromFile
 from mmengine.registry import TRANSFORMS
 
@@ -9,14 +11,27 @@ class ImageDecodeError(RuntimeError):
 
 @TRANSFORMS.register_module()
 class CheckedLoadImageFromFile(LoadImageFromFile):
-    """mmcv's ``LoadImageFromFile`` (same arguments) that turns a missing, empty,
-    truncated or non-image file into an :class:`ImageDecodeError` naming the file.
+    """mmcv's ``LoadImageFromFile`` whose errors name the file that failed.
 
-    mmcv's own loader fails with an opaque OpenCV assertion on an empty file and
-    with a bare ``assert`` (skipped under ``python -O``) on undecodable bytes.
+    Takes the same arguments; a missing, empty, truncated or non-image file raises an
+    :class:`ImageDecodeError` naming the file. mmcv's own loader fails with an opaque
+    OpenCV assertion on an empty file and with a bare ``assert`` (skipped under
+    ``python -O``) on undecodable bytes.
     """
 
-    def transform(self, results):
+    def transform(self, results: dict) -> Optional[dict]:
+        """Load the image of ``results['img_path']`` as mmcv's loader does.
+
+        Args:
+            results (dict): The sample's results dict, with ``img_path``.
+
+        Returns:
+            dict | None: ``results`` with ``img``, ``img_shape`` and ``ori_shape``, or None
+            where mmcv's loader returns None (``ignore_empty``).
+
+        Raises:
+            ImageDecodeError: The file is missing or cannot be decoded.
+        """
         filename = results.get('img_path')
         try:
             out = super().transform(results)

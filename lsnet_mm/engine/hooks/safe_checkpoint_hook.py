@@ -7,8 +7,8 @@ it saves has no good checkpoint left: the old one is gone, the new one is
 truncated, ``last_checkpoint`` names a missing file. A new best checkpoint
 (``save_best``) likewise replaces the old one only after deleting it.
 
-:class:`SafeCheckpointHook` (same arguments as ``CheckpointHook``; ``tools/train.py``
-uses it in place of ``CheckpointHook``) orders the work so that a finished
+:class:`SafeCheckpointHook` (same arguments as ``CheckpointHook``; this project's
+configs name it in ``default_hooks.checkpoint``) orders the work so that a finished
 checkpoint is never lost:
 
 1. the new checkpoint is written to a hidden temporary file in the same folder,
@@ -21,23 +21,17 @@ A kill at any point leaves ``last_checkpoint`` naming a complete checkpoint.
 Non-local storage (``backend_args`` / ``out_dir`` on another backend) keeps
 mmengine's behaviour.
 
-:func:`find_resume_checkpoint` is what ``tools/train.py --resume`` (without a path)
-resumes from: the checkpoint ``last_checkpoint`` names if it loads, else the newest
-``epoch_*.pth`` / ``iter_*.pth`` that loads (with a warning naming what was
-skipped and why). A work dir whose checkpoints are all unreadable is an error, not
-a silent restart from scratch.
+``tools/train.py --resume`` (without a path) resumes from the newest checkpoint
+that loads (:func:`lsnet_mm.checkpoint.find_resume_checkpoint`).
 """
 import glob
 import os
 import os.path as osp
-import re
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
-
-from .checkpoint import CheckpointError, load_checkpoint_file
 
 TMP_PREFIX = '.tmp-'
 
@@ -90,10 +84,14 @@ class _DeferRemoval:
 
 @HOOKS.register_module()
 class SafeCheckpointHook(CheckpointHook):
-    """``CheckpointHook`` that writes checkpoints atomically and deletes old ones only
-    after the new one is complete (see the module docstring)."""
+    """``CheckpointHook`` that writes checkpoints atomically.
+
+    Same arguments as mmengine's ``CheckpointHook``; old checkpoints are deleted only
+    after the new one is complete (see the module docstring).
+    """
 
     def before_train(self, runner):
+        """Set up as ``CheckpointHook`` does; remove temporary files of a killed run."""
         super().before_train(runner)
         from mmengine.fileio.backends import LocalBackend
         self._local = (isinstance(self.file_backend, LocalBackend)
@@ -187,68 +185,3 @@ class SafeCheckpointHook(CheckpointHook):
             self.file_backend = backend
             del runner.save_checkpoint  # back to the class's method
             self._remove_all(pending)
-
-
-def use_safe_checkpoint_hook(cfg):
-    """Replace mmengine's CheckpointHook in ``cfg.default_hooks`` by
-    :class:`SafeCheckpointHook` (same arguments). Returns True if replaced."""
-    hooks = cfg.get('default_hooks') or {}
-    ckpt = hooks.get('checkpoint')
-    if isinstance(ckpt, dict) and ckpt.get('type') in ('CheckpointHook', 'mmengine.CheckpointHook',
-                                                       CheckpointHook):
-        ckpt['type'] = 'SafeCheckpointHook'  # registered in mmengine's root HOOKS
-        return True
-    return False
-
-
-_STEP = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
-
-
-def _numbered_checkpoints(work_dir):
-    """epoch_N.pth / iter_N.pth in ``work_dir``, newest (highest N) first."""
-    found = []
-    for path in glob.glob(osp.join(work_dir, '*.pth')):
-        m = _STEP.match(osp.basename(path))
-        if m:
-            found.append((int(m.group(2)), osp.getmtime(path), path))
-    return [p for _, _, p in sorted(found, reverse=True)]
-
-
-def find_resume_checkpoint(work_dir, logger='current'):
-    """The checkpoint to resume from in ``work_dir``, checked to load; None if the work
-    dir holds no checkpoint. Raises :class:`CheckpointError` if it holds checkpoints
-    but none of them loads."""
-    candidates, why = [], []
-    pointer = osp.join(work_dir, 'last_checkpoint')
-    named = None
-    if osp.isfile(pointer):
-        with open(pointer) as f:
-            named = f.read().strip() or None
-        if named is None:
-            why.append(f'{pointer} is empty')
-        else:
-            candidates.append(named)
-    for path in _numbered_checkpoints(work_dir):
-        if named is None or osp.abspath(path) != osp.abspath(named):
-            candidates.append(path)
-    for path in candidates:
-        if not osp.isfile(path):
-            why.append(f'{path} does not exist')
-            continue
-        try:
-            ckpt = load_checkpoint_file(path, what='checkpoint')
-        except CheckpointError as e:
-            why.append(str(e))
-            continue
-        if not isinstance(ckpt.get('state_dict'), dict) or 'meta' not in ckpt:
-            why.append(f'{path} is not an mmengine training checkpoint (no state_dict/meta)')
-            continue
-        if why:
-            print_log(f'--resume: resuming from {path}; skipped: ' + '; '.join(why),
-                      logger=logger, level=30)
-        return path
-    if why:
-        raise CheckpointError(
-            f'--resume: no usable checkpoint in {work_dir!r}: ' + '; '.join(why) +
-            '. Resume from a given file with --resume PATH, or start over in a new --work-dir.')
-    return None

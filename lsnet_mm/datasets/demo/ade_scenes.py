@@ -22,7 +22,7 @@ Same arguments, same files: every image is drawn from its own seeded generator.
 
 Command line::
 
-    python -m lsnet_mm.datasets.demo_ade --out data/demo_ade/ADEChallengeData2016
+    python -m lsnet_mm.datasets.demo.ade_scenes --out data/demo_ade/ADEChallengeData2016
 """
 import argparse
 import json
@@ -192,6 +192,7 @@ def generate(out_dir, num_train=48, num_val=16, width=192, height=144, seed=0,
 
 
 def main(argv=None):
+    """Command line: ``python -m lsnet_mm.datasets.demo.ade_scenes [--out DIR]``."""
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--out', default='data/demo_ade/ADEChallengeData2016',

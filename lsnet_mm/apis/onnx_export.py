@@ -15,7 +15,7 @@ this project's pinned stack); run them on the outputs with mmdet's
 """
 import os
 import os.path as osp
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import torch
 from torch import nn
@@ -24,13 +24,26 @@ DEFAULT_OPSET = 17
 
 
 class TensorModeWrapper(nn.Module):
-    """A mmdet/mmseg model's ``_forward`` (tensor mode) with its outputs flattened."""
+    """A mmdet/mmseg model's ``_forward`` (tensor mode) with its outputs flattened.
+
+    Args:
+        model (nn.Module): A detector or segmentor (mmengine ``BaseModel``).
+    """
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Run the wrapped model in tensor mode.
+
+        Args:
+            x (torch.Tensor): (B, 3, H, W) preprocessed images.
+
+        Returns:
+            tuple[torch.Tensor]: The raw outputs, flattened in order (dict outputs by
+            sorted key).
+        """
         return tuple(_flatten(self.model._forward(x)))
 
 
@@ -46,7 +59,19 @@ def _flatten(out):
 
 def export_onnx(module: nn.Module, inputs: torch.Tensor, path: str,
                 opset: int = DEFAULT_OPSET, output_prefix: str = 'out') -> list:
-    """Export ``module(inputs)`` (eval mode) to ``path``; return the output names."""
+    """Export ``module(inputs)`` in eval mode to an ONNX file.
+
+    Args:
+        module (nn.Module): The module (put in eval mode).
+        inputs (torch.Tensor): The example input; its shape is fixed in the graph.
+        path (str): The .onnx file to write (its folder is created).
+        opset (int): ONNX opset version. Defaults to 17.
+        output_prefix (str): Outputs are named ``<prefix>0``, ``<prefix>1``, ...
+            Defaults to 'out'.
+
+    Returns:
+        list[str]: The names of the graph's outputs.
+    """
     module = module.eval()
     with torch.no_grad():
         outs = _flatten(module(inputs))
@@ -64,18 +89,48 @@ def export_onnx(module: nn.Module, inputs: torch.Tensor, path: str,
 
 def export_backbone(backbone: nn.Module, path: str, shape: Sequence[int] = (1, 3, 224, 224),
                     opset: int = DEFAULT_OPSET) -> list:
-    """Export an LSNet (or any) backbone for a fixed input shape (B, 3, H, W)."""
+    """Export an LSNet (or any) backbone for a fixed input shape.
+
+    Args:
+        backbone (nn.Module): The backbone.
+        path (str): The .onnx file to write.
+        shape (Sequence[int]): The input shape (B, 3, H, W). Defaults to (1, 3, 224, 224).
+        opset (int): ONNX opset version. Defaults to 17.
+
+    Returns:
+        list[str]: The output names, ``stage0``, ``stage1``, ...
+    """
     return export_onnx(backbone, torch.randn(*shape), path, opset, output_prefix='stage')
 
 
 def export_network(model: nn.Module, path: str, shape: Sequence[int] = (1, 3, 800, 1344),
                    opset: int = DEFAULT_OPSET) -> list:
-    """Export a detector/segmentor's tensor-mode forward (no box decoding / NMS)."""
+    """Export a detector/segmentor's tensor-mode forward (no box decoding / NMS).
+
+    Args:
+        model (nn.Module): The detector or segmentor.
+        path (str): The .onnx file to write.
+        shape (Sequence[int]): The input shape (B, 3, H, W). Defaults to
+            (1, 3, 800, 1344).
+        opset (int): ONNX opset version. Defaults to 17.
+
+    Returns:
+        list[str]: The output names, ``out0``, ``out1``, ...
+    """
     return export_onnx(TensorModeWrapper(model), torch.randn(*shape), path, opset)
 
 
 def run_onnxruntime(path: str, inputs: torch.Tensor, threads: int = 0) -> list:
-    """Outputs of the ONNX file on ``inputs`` with onnxruntime's CPU provider."""
+    """Run an ONNX file with onnxruntime's CPU provider.
+
+    Args:
+        path (str): The .onnx file.
+        inputs (torch.Tensor): The input (its shape must be the exported one).
+        threads (int): Intra-op threads; 0 leaves onnxruntime's default. Defaults to 0.
+
+    Returns:
+        list[torch.Tensor]: The outputs, in the graph's order.
+    """
     import onnxruntime as ort
     opts = ort.SessionOptions()
     if threads:
@@ -86,7 +141,22 @@ def run_onnxruntime(path: str, inputs: torch.Tensor, threads: int = 0) -> list:
 
 
 def check_onnx(module: nn.Module, path: str, inputs: torch.Tensor, tensor_mode: bool = False):
-    """Max abs and relative (to the output's max abs) differences, torch vs onnxruntime."""
+    """Compare an ONNX file's outputs (onnxruntime) with PyTorch's on the same input.
+
+    Args:
+        module (nn.Module): The module that was exported (put in eval mode).
+        path (str): The .onnx file.
+        inputs (torch.Tensor): The input to compare on.
+        tensor_mode (bool): ``module`` is a detector/segmentor to run through
+            :class:`TensorModeWrapper`. Defaults to False.
+
+    Returns:
+        list[tuple[float, float]]: For each output, the largest absolute difference and
+        that difference relative to the output's largest magnitude.
+
+    Raises:
+        AssertionError: The number or the shapes of the outputs differ.
+    """
     m = TensorModeWrapper(module) if tensor_mode else module
     with torch.no_grad():
         ref = _flatten(m.eval()(inputs))

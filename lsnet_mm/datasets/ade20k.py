@@ -26,7 +26,7 @@ ADE20K_HELP = (
     'http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip and unzip it '
     'into data/ade/ (or symlink it there), or set data_root, e.g. --cfg-options '
     'train_dataloader.dataset.data_root=PATH. For the generated demo data run '
-    '".venv/bin/python -m lsnet_mm.datasets.demo_ade" (see docs/segmentation.md).')
+    '".venv/bin/python -m lsnet_mm.datasets.demo.ade_scenes" (see docs/segmentation.md).')
 
 
 class SegLabelError(ValueError):
@@ -35,14 +35,26 @@ class SegLabelError(ValueError):
 
 @DATASETS.register_module()
 class CheckedADE20KDataset(ADE20KDataset):
-    """mmseg's ``ADE20KDataset`` (same arguments and behaviour) with early errors for a
-    missing dataset and for label values outside the classes."""
+    """mmseg's ``ADE20KDataset`` with early errors for a missing data set and bad labels.
+
+    Takes the same arguments and behaves the same on a correct data set; see the module
+    docstring for the errors.
+    """
 
     def _where(self):
         root = self.data_root or '.'
         return ADE20K_HELP.format(root=root.rstrip('/'))
 
-    def load_data_list(self):
+    def load_data_list(self) -> list:
+        """List the samples as mmseg does, after checking that the folders exist.
+
+        Returns:
+            list[dict]: The data information of every sample.
+
+        Raises:
+            FileNotFoundError: An image or annotation folder is missing, it holds no
+                images, or images lack their label maps.
+        """
         img_dir = self.data_prefix.get('img_path', '')
         ann_dir = self.data_prefix.get('seg_map_path', None)
         if not self.ann_file:
@@ -65,7 +77,18 @@ class CheckedADE20KDataset(ADE20KDataset):
                     f'of the same name in {ann_dir!r}. ' + self._where())
         return data_list
 
-    def prepare_data(self, idx):
+    def prepare_data(self, idx: int):
+        """Load and transform a sample, checking its label values.
+
+        Args:
+            idx (int): Index of the sample.
+
+        Returns:
+            Any: The output of the pipeline, as mmseg's dataset gives it.
+
+        Raises:
+            SegLabelError: The label map holds values outside the classes.
+        """
         data = super().prepare_data(idx)
         samples = data.get('data_samples') if isinstance(data, dict) else None
         gt = getattr(samples, 'gt_sem_seg', None)

@@ -1,0 +1,52 @@
+"""``CheckpointCheckHook``: say exactly how a loaded checkpoint differs from the model."""
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.registry import HOOKS
+
+from ...checkpoint import check_state_dict_fits, compare_state_dict, extract_state_dict
+
+
+@HOOKS.register_module()
+class CheckpointCheckHook(Hook):
+    """Compare every checkpoint the runner loads with its model (``after_load_checkpoint``).
+
+    mmengine loads ``load_from`` non-strictly and only logs the keys it skipped. This
+    hook adds, on the checkpoint the runner has already read (no second read):
+
+    * ``strict=True`` (what ``tools/test.py`` and ``tools/train.py --resume`` use): a
+      :class:`~lsnet_mm.checkpoint.CheckpointError` unless the checkpoint fits exactly,
+      naming a classifier trained for another number of classes as such;
+    * ``strict=False`` (fine-tuning with ``load_from``): a warning naming the heads that
+      are skipped because the checkpoint was trained for another number of classes.
+
+    Args:
+        strict (bool): Raise on any difference. Defaults to False.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, strict: bool = False):
+        self.strict = strict
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Check ``checkpoint`` against ``runner.model``."""
+        source = runner.cfg.get('load_from') or 'checkpoint'
+        sd = extract_state_dict(checkpoint, source)
+        if self.strict:
+            what = 'resume checkpoint' if runner.cfg.get('resume') else 'checkpoint'
+            check_state_dict_fits(runner.model, sd, source, what)
+            return
+        diff = compare_state_dict(runner.model, sd)
+        if diff['heads']:
+            # e.g. the class-specific box regression of a Shared2FCBBoxHead: also skipped
+            named = {h.split(' ', 1)[0] for h in diff['heads']}
+            others = [k for k in diff['shape'] if k not in named]
+            print_log(f'load_from {source!r}: fine-tuning on other classes; these classifier '
+                      f'weights were trained for another number of classes and are NOT loaded '
+                      f'(they keep their initialisation): ' + '; '.join(diff['heads'])
+                      + (f'; also not loaded (other shape): {others}' if others else ''),
+                      logger='current', level=30)
+        elif diff['shape']:
+            print_log(f'load_from {source!r}: {len(diff["shape"])} tensors of another shape '
+                      f'are not loaded: {diff["shape"][:5]}', logger='current', level=30)
+
