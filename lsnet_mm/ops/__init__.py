@@ -1,3 +1,7 @@
+"""Operators: small-kernel aggregation (:func:`ska`, PyTorch or fused Triton).
+
+:func:`ska_reference` is a direct loop, the ground truth for tests.
+"""
 from .ska import ska, triton_available
 from .ska_reference import ska_reference
 

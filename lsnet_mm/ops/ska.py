@@ -14,8 +14,10 @@ Two implementations share one entry point, :func:`ska`:
 """
 import os
 import warnings
+from typing import Optional, Tuple
 
 import torch
+
 
 def _check(x: torch.Tensor, w: torch.Tensor) -> None:
     if x.dim() != 4 or w.dim() != 5:
@@ -34,44 +36,77 @@ def _grouped(t: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 def _tap_slices(t, h, w):
-    """For tap t, the output rows/cols that read inside the image and the input rows/cols
-    they read (zero padding means the rest contribute nothing, so no padded copy)."""
+    """Rows/cols of tap t: the output ones that read inside the image, and those they read.
+
+    Zero padding means the rest contribute nothing, so no padded copy is made.
+    """
     du, dv = t // 3 - 1, t % 3 - 1
     out = (slice(max(0, -du), h - max(0, du)), slice(max(0, -dv), w - max(0, dv)))
     src = (slice(max(0, du), h - max(0, -du)), slice(max(0, dv), w - max(0, -dv)))
     return out, src
 
 
-def ska_forward_torch(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    b, c, h, wd = x.shape
-    groups = w.shape[1]
-    xg = _grouped(x, groups)
-    wg = w[:, None]  # (B, 1, G, 9, H, W): broadcasts over the C // G channels of a group
+def _aggregate_taps(a: torch.Tensor, wg: torch.Tensor, transpose: bool) -> torch.Tensor:
+    """Sum of the nine shifted copies of grouped ``a`` weighted by the grouped kernels.
+
+    ``transpose=False`` is the forward (tap t of pixel p reads ``a[p + offset(t)]``);
+    ``transpose=True`` sends each product back to the pixel the tap read (the gradient
+    with respect to the input).
+    """
+    h, w = a.shape[-2:]
     # The centre tap covers every pixel, so it starts the sum (no zero fill); the
-    # product is in the promoted dtype (float32 kernels with reduced-precision x).
-    out = xg * wg[:, :, :, 4]
+    # product is in the promoted dtype (float32 kernels with reduced-precision inputs).
+    out = a * wg[:, :, :, 4]
     for t in range(9):
         if t == 4:
             continue
-        (oi, oj), (si, sj) = _tap_slices(t, h, wd)
-        out[..., oi, oj].addcmul_(xg[..., si, sj], wg[:, :, :, t, oi, oj])
+        (oi, oj), (si, sj) = _tap_slices(t, h, w)
+        if transpose:
+            out[..., si, sj].addcmul_(a[..., oi, oj], wg[:, :, :, t, oi, oj])
+        else:
+            out[..., oi, oj].addcmul_(a[..., si, sj], wg[:, :, :, t, oi, oj])
+    return out
+
+
+def ska_forward_torch(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Small-kernel aggregation with PyTorch ops (no autograd bookkeeping of its own).
+
+    Args:
+        x (torch.Tensor): (B, C, H, W) features.
+        w (torch.Tensor): (B, G, 9, H, W) per-pixel kernels, G dividing C.
+
+    Returns:
+        torch.Tensor: (B, C, H, W) aggregated features, in ``x``'s dtype.
+    """
+    b, c, h, wd = x.shape
+    # w[:, None]: (B, 1, G, 9, H, W) broadcasts over the C // G channels of a group
+    out = _aggregate_taps(_grouped(x, w.shape[1]), w[:, None], transpose=False)
     return out.view(b, c, h, wd).to(x.dtype)
 
 
-def ska_backward_torch(grad_out, x, w, need_x=True, need_w=True):
+def ska_backward_torch(grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor,
+                       need_x: bool = True, need_w: bool = True
+                       ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Gradients of small-kernel aggregation with respect to its input and kernels.
+
+    Args:
+        grad_out (torch.Tensor): (B, C, H, W) gradient of the output (contiguous).
+        x (torch.Tensor): (B, C, H, W) features of the forward.
+        w (torch.Tensor): (B, G, 9, H, W) kernels of the forward.
+        need_x (bool): Compute the gradient of ``x``. Defaults to True.
+        need_w (bool): Compute the gradient of ``w``. Defaults to True.
+
+    Returns:
+        tuple[torch.Tensor | None, torch.Tensor | None]: The gradients of ``x`` and
+        ``w`` (None where not needed).
+    """
     b, c, h, wd = x.shape
     groups = w.shape[1]
     go = _grouped(grad_out, groups)
-    wg = w[:, None]
     grad_x = grad_w = None
     if need_x:
         # Tap t of pixel p read x[p + offset(t)]: send its gradient back there.
-        gx = go * wg[:, :, :, 4]
-        for t in range(9):
-            if t == 4:
-                continue
-            (oi, oj), (si, sj) = _tap_slices(t, h, wd)
-            gx[..., si, sj].addcmul_(go[..., oi, oj], wg[:, :, :, t, oi, oj])
+        gx = _aggregate_taps(go, w[:, None], transpose=True)
         grad_x = gx.view(b, c, h, wd).to(x.dtype)
     if need_w:
         xg = _grouped(x, groups)
@@ -99,7 +134,12 @@ _TRITON_FAILED = []
 
 
 def triton_available() -> bool:
-    """True when the fused kernel can run (Triton importable); LSNET_SKA_TORCH=1 opts out."""
+    """Tell whether the fused kernel can run.
+
+    Returns:
+        bool: True when Triton imports and has not failed before, unless the environment
+        sets ``LSNET_SKA_TORCH=1``.
+    """
     if os.environ.get('LSNET_SKA_TORCH') == '1' or _TRITON_FAILED:
         return False
     try:
@@ -120,10 +160,17 @@ def ska(x: torch.Tensor, w: torch.Tensor, backend: str = 'auto') -> torch.Tensor
     """Aggregate each pixel's 3x3 neighbourhood of ``x`` with per-pixel kernels ``w``.
 
     Args:
-        x: (B, C, H, W) features.
-        w: (B, G, 9, H, W) kernels, G dividing C; channel c uses group c % G.
-        backend: 'auto' (Triton on CUDA when importable, else PyTorch),
-            'torch' or 'triton'.
+        x (torch.Tensor): (B, C, H, W) features.
+        w (torch.Tensor): (B, G, 9, H, W) kernels, G dividing C; channel c uses group
+            c % G.
+        backend (str): 'auto' (Triton on CUDA when importable, else PyTorch), 'torch'
+            or 'triton'. Defaults to 'auto'.
+
+    Returns:
+        torch.Tensor: (B, C, H, W) aggregated features, in ``x``'s dtype.
+
+    Raises:
+        ValueError: The shapes do not fit or the backend is unknown.
     """
     _check(x, w)
     if backend == 'auto':

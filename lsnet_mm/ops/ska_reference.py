@@ -3,7 +3,18 @@ import torch
 
 
 def ska_reference(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """out[b, c, i, j] = sum_{u, v} x[b, c, i+u-1, j+v-1] * w[b, c % G, 3u+v, i, j]."""
+    """Small-kernel aggregation written as the formula, one channel and tap at a time.
+
+    ``out[b, c, i, j] = sum_{u, v} x[b, c, i+u-1, j+v-1] * w[b, c % G, 3u+v, i, j]``,
+    zero outside the image.
+
+    Args:
+        x (torch.Tensor): (B, C, H, W) features.
+        w (torch.Tensor): (B, G, 9, H, W) per-pixel kernels, G dividing C.
+
+    Returns:
+        torch.Tensor: (B, C, H, W) aggregated features.
+    """
     b, c, h, wd = x.shape
     groups = w.shape[1]
     xp = torch.nn.functional.pad(x, (1, 1, 1, 1))

@@ -6,6 +6,8 @@ size 9 x input is ever written. Accumulation is in float32 (float64 for float64
 inputs). With ``TRITON_INTERPRET=1`` the same kernels run on CPU tensors, which is
 how CI checks them without a GPU.
 """
+from typing import Optional, Tuple
+
 import torch
 import triton
 import triton.language as tl
@@ -14,8 +16,12 @@ BLOCK = 256
 
 
 @triton.jit
-def _ska_fwd_kernel(x_ptr, w_ptr, out_ptr, C, G, H, W, BLOCK: tl.constexpr,
-                    ACC: tl.constexpr):
+def _ska_taps_kernel(src_ptr, w_ptr, out_ptr, C, G, H, W, TRANSPOSE: tl.constexpr,
+                     BLOCK: tl.constexpr, ACC: tl.constexpr):
+    # One block of pixels p of one (batch, channel) plane.
+    # TRANSPOSE=False (forward): out[p] = sum_t x[p + offset(t)] * w[t, p].
+    # TRANSPOSE=True (grad of x): pixel p was read by tap t of pixel p - offset(t), so
+    # out[p] = sum_t grad_out[p - offset(t)] * w[t, p - offset(t)].
     pid_bc = tl.program_id(0)
     pid_p = tl.program_id(1)
     b = pid_bc // C
@@ -25,45 +31,25 @@ def _ska_fwd_kernel(x_ptr, w_ptr, out_ptr, C, G, H, W, BLOCK: tl.constexpr,
     inside = offs < hw
     i = offs // W
     j = offs % W
-    x_base = x_ptr + pid_bc.to(tl.int64) * hw
+    src_base = src_ptr + pid_bc.to(tl.int64) * hw
     w_base = w_ptr + (b * G + g).to(tl.int64) * 9 * hw
     acc = tl.zeros([BLOCK], dtype=ACC)
     for t in tl.static_range(9):
-        ii = i + (t // 3 - 1)
-        jj = j + (t % 3 - 1)
-        m = inside & (ii >= 0) & (ii < H) & (jj >= 0) & (jj < W)
-        xv = tl.load(x_base + ii * W + jj, mask=m, other=0.0).to(ACC)
-        wv = tl.load(w_base + t * hw + offs, mask=inside, other=0.0).to(ACC)
-        acc += xv * wv
-    tl.store(out_ptr + pid_bc.to(tl.int64) * hw + offs, acc.to(out_ptr.dtype.element_ty),
-             mask=inside)
-
-
-@triton.jit
-def _ska_bwd_x_kernel(go_ptr, w_ptr, gx_ptr, C, G, H, W, BLOCK: tl.constexpr,
-                    ACC: tl.constexpr):
-    # Pixel p was read by tap t of pixel p - offset(t): gather those contributions.
-    pid_bc = tl.program_id(0)
-    pid_p = tl.program_id(1)
-    b = pid_bc // C
-    g = (pid_bc % C) % G
-    hw = H * W
-    offs = pid_p * BLOCK + tl.arange(0, BLOCK)
-    inside = offs < hw
-    i = offs // W
-    j = offs % W
-    go_base = go_ptr + pid_bc.to(tl.int64) * hw
-    w_base = w_ptr + (b * G + g).to(tl.int64) * 9 * hw
-    acc = tl.zeros([BLOCK], dtype=ACC)
-    for t in tl.static_range(9):
-        ii = i - (t // 3 - 1)
-        jj = j - (t % 3 - 1)
+        if TRANSPOSE:
+            ii = i - (t // 3 - 1)
+            jj = j - (t % 3 - 1)
+        else:
+            ii = i + (t // 3 - 1)
+            jj = j + (t % 3 - 1)
         m = inside & (ii >= 0) & (ii < H) & (jj >= 0) & (jj < W)
         src = ii * W + jj
-        gv = tl.load(go_base + src, mask=m, other=0.0).to(ACC)
-        wv = tl.load(w_base + t * hw + src, mask=m, other=0.0).to(ACC)
-        acc += gv * wv
-    tl.store(gx_ptr + pid_bc.to(tl.int64) * hw + offs, acc.to(gx_ptr.dtype.element_ty),
+        sv = tl.load(src_base + src, mask=m, other=0.0).to(ACC)
+        if TRANSPOSE:
+            wv = tl.load(w_base + t * hw + src, mask=m, other=0.0).to(ACC)
+        else:
+            wv = tl.load(w_base + t * hw + offs, mask=inside, other=0.0).to(ACC)
+        acc += sv * wv
+    tl.store(out_ptr + pid_bc.to(tl.int64) * hw + offs, acc.to(out_ptr.dtype.element_ty),
              mask=inside)
 
 
@@ -104,22 +90,46 @@ def _acc(t):
     return tl.float64 if t.dtype == torch.float64 else tl.float32
 
 
-def ska_triton_forward(x, w):
+def ska_triton_forward(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Small-kernel aggregation with the fused kernel.
+
+    Args:
+        x (torch.Tensor): (B, C, H, W) contiguous features.
+        w (torch.Tensor): (B, G, 9, H, W) contiguous per-pixel kernels, G dividing C.
+
+    Returns:
+        torch.Tensor: (B, C, H, W) aggregated features.
+    """
     b, c, h, wd = x.shape
     out = torch.empty_like(x)
-    _ska_fwd_kernel[_grid(b * c, h * wd)](x, w, out, c, w.shape[1], h, wd, BLOCK=BLOCK,
-                                          ACC=_acc(x))
+    _ska_taps_kernel[_grid(b * c, h * wd)](x, w, out, c, w.shape[1], h, wd, TRANSPOSE=False,
+                                           BLOCK=BLOCK, ACC=_acc(x))
     return out
 
 
-def ska_triton_backward(grad_out, x, w, need_x=True, need_w=True):
+def ska_triton_backward(grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor,
+                        need_x: bool = True, need_w: bool = True
+                        ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Gradients of the fused aggregation: one kernel launch for each gradient wanted.
+
+    Args:
+        grad_out (torch.Tensor): Contiguous (B, C, H, W) output gradient.
+        x (torch.Tensor): Contiguous (B, C, H, W) input saved by the forward.
+        w (torch.Tensor): Contiguous (B, G, 9, H, W) kernels saved by the forward.
+        need_x (bool): Launch the input-gradient kernel. Defaults to True.
+        need_w (bool): Launch the kernel-gradient kernel. Defaults to True.
+
+    Returns:
+        tuple: ``(grad_x, grad_w)``, each a tensor shaped like its input, or None when
+        not wanted.
+    """
     b, c, h, wd = x.shape
     groups = w.shape[1]
     grad_x = grad_w = None
     if need_x:
         grad_x = torch.empty_like(x)
-        _ska_bwd_x_kernel[_grid(b * c, h * wd)](grad_out, w, grad_x, c, groups, h, wd,
-                                                 BLOCK=BLOCK, ACC=_acc(x))
+        _ska_taps_kernel[_grid(b * c, h * wd)](grad_out, w, grad_x, c, groups, h, wd,
+                                               TRANSPOSE=True, BLOCK=BLOCK, ACC=_acc(x))
     if need_w:
         grad_w = torch.empty_like(w)
         _ska_bwd_w_kernel[_grid(b * groups * 9, h * wd)](grad_out, x, grad_w, c, groups, h, wd,
@@ -142,5 +152,14 @@ class _SKATriton(torch.autograd.Function):
 
 
 def ska_triton(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Fused SKA; shapes as :func:`lsnet_mm.ops.ska`."""
+    """Small-kernel aggregation by the fused kernels, differentiable.
+
+    Args:
+        x (torch.Tensor): (B, C, H, W) features (CUDA, or CPU under
+            ``TRITON_INTERPRET=1``).
+        w (torch.Tensor): (B, G, 9, H, W) per-pixel kernels, G dividing C.
+
+    Returns:
+        torch.Tensor: (B, C, H, W) aggregated features.
+    """
     return _SKATriton.apply(x, w)

@@ -1,3 +1,4 @@
+"""Backbones: :class:`LSNet`."""
 from .lsnet import LSNet
 
 __all__ = ['LSNet']

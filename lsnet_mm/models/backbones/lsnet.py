@@ -5,15 +5,16 @@ unchanged: ``patch_embed`` (stride-8 stem), ``blocks1``..``blocks4`` (stages 2-4
 open with a depthwise stride-2 downsampler). Outputs have strides 8, 16, 32, 64.
 """
 import re
+from typing import List, Optional, Tuple
 
+import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...checkpoint import CheckpointError, extract_state_dict, imagenet_to_backbone, \
-    load_checkpoint_file
+from ...checkpoint import CheckpointError, read_backbone_weights
 from ..layers import ConvBN, LSNetBlock
 from ..layers.reparam import reparameterize
 
@@ -24,11 +25,18 @@ ARCH_SETTINGS = {
 }
 NUM_HEADS = (3, 3, 3, 4)
 KEY_DIM = 16
-BIAS_RESOLUTION = 14
 
 
-def describe_state_dict(sd):
-    """(embed_dims, depths) of an LSNet backbone state dict, or None if it is not one."""
+def describe_state_dict(sd: dict) -> Optional[Tuple[tuple, tuple]]:
+    """Read the widths and depths of the LSNet backbone a state dict holds.
+
+    Args:
+        sd (dict): A backbone state dict (keys without a ``backbone.`` prefix).
+
+    Returns:
+        tuple[tuple, tuple] | None: ``(embed_dims, depths)``, or None when ``sd`` is not
+        an LSNet backbone's (it has no stem weights).
+    """
     if 'patch_embed.4.c.weight' not in sd:
         return None
     dims, depths = [int(sd['patch_embed.4.c.weight'].shape[0])], []
@@ -42,7 +50,15 @@ def describe_state_dict(sd):
     return tuple(dims), tuple(depths)
 
 
-def arch_of(sd):
+def arch_of(sd: dict) -> Optional[str]:
+    """Name the released arch of an LSNet backbone state dict.
+
+    Args:
+        sd (dict): A backbone state dict (keys without a ``backbone.`` prefix).
+
+    Returns:
+        str | None: ``'t'``, ``'s'`` or ``'b'``, or None for another size or no LSNet.
+    """
     desc = describe_state_dict(sd)
     for name, cfg in ARCH_SETTINGS.items():
         if desc == (cfg['embed_dims'], cfg['depths']):
@@ -55,7 +71,9 @@ class LSNet(BaseModule):
     """LSNet backbone.
 
     Args:
-        arch (str | dict): 't', 's' or 'b', or a dict with ``embed_dims`` and ``depths``.
+        arch (str | dict): 't', 's' or 'b', or a dict with ``embed_dims`` and ``depths``
+            (and optionally ``num_heads`` and ``key_dim``). Defaults to 't'.
+        in_channels (int): Channels of the input image. Defaults to 3.
         out_indices (Sequence[int]): stages whose outputs are returned (0-3).
         frozen_stages (int): -1 freezes nothing, 0 the stem, k the stem and stages 1..k
             (no gradients, eval mode).
@@ -110,10 +128,20 @@ class LSNet(BaseModule):
         self._freeze_stages()
 
     @property
-    def stages(self):
+    def stages(self) -> List[nn.Sequential]:
+        """list[nn.Sequential]: The four stages, ``blocks1`` to ``blocks4``."""
         return [self.blocks1, self.blocks2, self.blocks3, self.blocks4]
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Extract multi-scale features.
+
+        Args:
+            x (torch.Tensor): (B, in_channels, H, W) images.
+
+        Returns:
+            tuple[torch.Tensor]: The feature maps of the stages in ``out_indices``
+            (strides 8, 16, 32 and 64).
+        """
         x = self.patch_embed(x)
         outs = []
         for i, stage in enumerate(self.stages):
@@ -129,7 +157,15 @@ class LSNet(BaseModule):
             for p in m.parameters():
                 p.requires_grad = False
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> 'LSNet':
+        """Set training mode, keeping frozen stages and (``norm_eval``) BatchNorms in eval.
+
+        Args:
+            mode (bool): Training (True) or evaluation (False) mode. Defaults to True.
+
+        Returns:
+            LSNet: The backbone itself.
+        """
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
@@ -147,6 +183,9 @@ class LSNet(BaseModule):
         eval mode up to float rounding. Irreversible: the result has no BatchNorm
         statistics left and is meant for inference only (it is put in eval mode).
         See :mod:`lsnet_mm.models.layers.reparam`.
+
+        Returns:
+            LSNet: The backbone itself, converted.
         """
         if self.deploy:
             return self
@@ -158,6 +197,7 @@ class LSNet(BaseModule):
 
     # ------------------------------------------------------------------ loading
     def init_weights(self):
+        """Load the ``Pretrained`` ``init_cfg`` checkpoint, or initialise as mmengine does."""
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
             self.load_pretrained(cfg['checkpoint'], prefix=cfg.get('prefix'))
@@ -170,16 +210,21 @@ class LSNet(BaseModule):
 
         Checks that the checkpoint is of this model's arch, converts ImageNet tables,
         loads non-strictly and logs what was missing or unexpected.
-        Returns mmengine-style (missing_keys, unexpected_keys).
+
+        Args:
+            path (str): A local file or any location mmengine's ``CheckpointLoader``
+                reads (http(s) URLs are downloaded to the torch hub cache).
+            prefix (str, optional): Load only the keys under this prefix (e.g.
+                ``'backbone.'`` for a detector's checkpoint). Defaults to None.
+
+        Returns:
+            tuple[list, list]: The missing and the unexpected keys, as mmengine reports.
+
+        Raises:
+            CheckpointError: The file is not an LSNet checkpoint of this arch.
         """
-        sd = extract_state_dict(load_checkpoint_file(path, what='LSNet pretrained checkpoint'),
-                                path)
-        if prefix is None and any(k.startswith('backbone.') for k in sd):
-            prefix = 'backbone.'
-        if prefix:
-            sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        sd = read_backbone_weights(path, prefix)
         self.check_arch(sd, path)
-        sd = imagenet_to_backbone(sd, BIAS_RESOLUTION)
         own = self.state_dict()
         wrong = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
                  for k, v in sd.items() if k in own and own[k].shape != v.shape]
@@ -194,7 +239,16 @@ class LSNet(BaseModule):
                   logger='current')
         return missing, unexpected
 
-    def check_arch(self, sd, path='checkpoint'):
+    def check_arch(self, sd: dict, path: str = 'checkpoint') -> None:
+        """Raise unless a backbone state dict is of this model's arch.
+
+        Args:
+            sd (dict): A backbone state dict.
+            path (str): The checkpoint's name, for the message. Defaults to 'checkpoint'.
+
+        Raises:
+            CheckpointError: ``sd`` is no LSNet's, or an LSNet of another size (named).
+        """
         desc = describe_state_dict(sd)
         if desc is None:
             raise CheckpointError(

@@ -1,3 +1,7 @@
+"""LSNet's layers (named as in the released weights) and their deploy-time forms.
+
+Deploy-time conversion: :mod:`lsnet_mm.models.layers.reparam`.
+"""
 from .attention import Attention
 from .block import FFN, LSNetBlock, RepVGGDW, Residual, SqueezeExcite
 from .conv_bn import ConvBN

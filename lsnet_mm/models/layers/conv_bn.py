@@ -4,7 +4,17 @@ from torch import nn
 
 
 class ConvBN(nn.Sequential):
-    """Conv2d (no bias) + BatchNorm2d; ``bn_weight_init=0`` gives a zero-init residual branch."""
+    """Conv2d (no bias) + BatchNorm2d; ``bn_weight_init=0`` gives a zero-init residual branch.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        kernel_size (int): Kernel size. Defaults to 1.
+        stride (int): Stride. Defaults to 1.
+        padding (int): Zero padding. Defaults to 0.
+        groups (int): Convolution groups. Defaults to 1.
+        bn_weight_init (float): Initial BatchNorm scale. Defaults to 1.0.
+    """
 
     def __init__(self, in_channels, out_channels, kernel_size=1, stride=1, padding=0,
                  groups=1, bn_weight_init=1.0):
@@ -17,7 +27,12 @@ class ConvBN(nn.Sequential):
 
     @torch.no_grad()
     def fuse(self) -> nn.Conv2d:
-        """One Conv2d with bias computing what this unit computes with BN in eval mode."""
+        """Fold the BatchNorm into the convolution.
+
+        Returns:
+            nn.Conv2d: A new conv with bias computing what this unit computes with its
+            BatchNorm in eval mode.
+        """
         c, bn = self.c, self.bn
         scale = bn.weight / (bn.running_var + bn.eps).sqrt()
         fused = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,

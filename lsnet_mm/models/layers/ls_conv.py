@@ -1,5 +1,9 @@
-"""LS convolution: large-kernel perception predicts per-pixel 3x3 kernels, small-kernel
-aggregation applies them ("See Large, Focus Small")."""
+"""LS convolution ("See Large, Focus Small").
+
+Large-kernel perception predicts per-pixel 3x3 kernels; small-kernel aggregation
+applies them.
+"""
+import torch
 from torch import nn
 
 from ...ops import ska
@@ -9,7 +13,14 @@ from .conv_bn import ConvBN
 class LargeKernelPerception(nn.Module):
     """Predicts one 3x3 kernel per pixel and weight group from a 7x7 depthwise context.
 
-    Returns (B, C // groups_div, 9, H, W).
+    1x1 Conv-BN to half the channels, ReLU, large depthwise Conv-BN, 1x1 Conv-BN, ReLU,
+    then a 1x1 conv to ``small_kernel ** 2`` values per group, GroupNorm-ed.
+
+    Args:
+        channels (int): Input channels.
+        large_kernel (int): Size of the depthwise context kernel. Defaults to 7.
+        small_kernel (int): Size of the predicted kernels. Defaults to 3.
+        group_width (int): Channels sharing one predicted kernel. Defaults to 8.
     """
 
     def __init__(self, channels, large_kernel=7, small_kernel=3, group_width=8):
@@ -24,7 +35,15 @@ class LargeKernelPerception(nn.Module):
         self.cv4 = nn.Conv2d(hidden, small_kernel ** 2 * self.num_groups, kernel_size=1)
         self.norm = nn.GroupNorm(self.num_groups, small_kernel ** 2 * self.num_groups)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Predict the kernels.
+
+        Args:
+            x (torch.Tensor): (B, C, H, W) features.
+
+        Returns:
+            torch.Tensor: (B, C // group_width, small_kernel ** 2, H, W) kernels.
+        """
         x = self.act(self.cv3(self.cv2(self.act(self.cv1(x)))))
         w = self.norm(self.cv4(x))
         b, _, h, wd = w.shape
@@ -32,7 +51,11 @@ class LargeKernelPerception(nn.Module):
 
 
 class LSConv(nn.Module):
-    """bn(ska(x, lkp(x))) + x."""
+    """LS convolution with a residual connection: ``bn(ska(x, lkp(x))) + x``.
+
+    Args:
+        channels (int): Input and output channels, divisible by 8 (the group width).
+    """
 
     def __init__(self, channels):
         super().__init__()
@@ -41,5 +64,13 @@ class LSConv(nn.Module):
         self.lkp = LargeKernelPerception(channels)
         self.bn = nn.BatchNorm2d(channels)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """See large (predict kernels), focus small (aggregate 3x3 neighbourhoods).
+
+        Args:
+            x (torch.Tensor): (B, C, H, W) features.
+
+        Returns:
+            torch.Tensor: (B, C, H, W) features, ``x`` plus the normalised aggregation.
+        """
         return self.bn(ska(x, self.lkp(x))) + x

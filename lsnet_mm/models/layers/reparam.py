@@ -19,13 +19,15 @@ Squeeze-excitation's weights and GroupNorm (data-dependent) are unchanged. The c
 modules compute what the eager modules compute in eval mode, up to float rounding.
 They carry no BatchNorm statistics, so a converted model is for inference only.
 """
+from typing import Tuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...ops import ska
-from .attention import Attention
-from .block import LSNetBlock, Residual, RepVGGDW, SqueezeExcite
+from .attention import Attention, remember_bias, resize_bias_table
+from .block import LSNetBlock, RepVGGDW, Residual, SqueezeExcite
 from .conv_bn import ConvBN
 from .ls_conv import LSConv
 
@@ -54,7 +56,15 @@ def _as_conv(m: nn.Module) -> nn.Conv2d:
 
 @torch.no_grad()
 def fuse_repvgg_dw(m: RepVGGDW) -> nn.Conv2d:
-    """One 3x3 depthwise conv equal to ``conv(x) + conv1(x) + x`` (BNs in eval mode)."""
+    """Fold a RepVGG-style depthwise mixer into one conv.
+
+    Args:
+        m (RepVGGDW): The mixer (its Conv-BNs may already be fused).
+
+    Returns:
+        nn.Conv2d: One 3x3 depthwise conv with bias equal to ``conv(x) + conv1(x) + x``
+        (BatchNorms in eval mode).
+    """
     conv3, conv1 = _as_conv(m.conv), _as_conv(m.conv1)
     weight = conv3.weight + F.pad(conv1.weight, (1, 1, 1, 1))
     weight[:, 0, 1, 1] += 1.0  # identity: the centre tap of each channel's own kernel
@@ -62,15 +72,26 @@ def fuse_repvgg_dw(m: RepVGGDW) -> nn.Conv2d:
 
 
 @torch.no_grad()
-def bn_affine(bn: nn.BatchNorm2d):
-    """(scale, shift) of an eval-mode BatchNorm2d, each shaped (C, 1, 1)."""
+def bn_affine(bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Express an eval-mode BatchNorm2d as ``x * scale + shift``.
+
+    Args:
+        bn (nn.BatchNorm2d): The BatchNorm (its running statistics are used).
+
+    Returns:
+        tuple[torch.Tensor, torch.Tensor]: ``(scale, shift)``, each shaped (C, 1, 1).
+    """
     scale = bn.weight / (bn.running_var + bn.eps).sqrt()
     shift = bn.bias - bn.running_mean * scale
     return scale[:, None, None].clone(), shift[:, None, None].clone()
 
 
 class LSConvDeploy(nn.Module):
-    """``x + ska(x, lkp(x)) * scale + shift``: LSConv with its BatchNorm folded."""
+    """``x + ska(x, lkp(x)) * scale + shift``: LSConv with its BatchNorm folded.
+
+    Args:
+        lsconv (LSConv): The eval-mode layer to convert (its perception branch is reused).
+    """
 
     def __init__(self, lsconv: LSConv):
         super().__init__()
@@ -79,14 +100,27 @@ class LSConvDeploy(nn.Module):
         self.register_buffer('bn_scale', scale)
         self.register_buffer('bn_shift', shift)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Aggregate with the predicted kernels and apply the folded BatchNorm.
+
+        Args:
+            x (torch.Tensor): (B, C, H, W) features.
+
+        Returns:
+            torch.Tensor: (B, C, H, W), as :class:`LSConv` gives in eval mode.
+        """
         y = ska(x, self.lkp(x))
         return torch.addcmul(x, y, self.bn_scale).add_(self.bn_shift)
 
 
 class AttentionDeploy(nn.Module):
-    """Attention with fused convs, the score scale folded into the query conv, and the
-    resized relative-position bias computed once per feature-map size."""
+    """Attention with fused convs and the score scale folded into the query conv.
+
+    The resized relative-position bias is computed once per feature-map size.
+
+    Args:
+        attn (Attention): The eval-mode layer to convert.
+    """
 
     def __init__(self, attn: Attention):
         super().__init__()
@@ -108,29 +142,43 @@ class AttentionDeploy(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
 
     def attention_bias(self, n: int, dtype: torch.dtype) -> torch.Tensor:
-        """The (nh, n, n) bias for a map of n pixels, computed on first use of each size."""
+        """The bias for a map of n pixels, computed on first use of each size.
+
+        Args:
+            n (int): Number of pixels of the feature map.
+            dtype (torch.dtype): The dtype of the attention scores.
+
+        Returns:
+            torch.Tensor: ``(num_heads, n, n)`` contiguous biases.
+        """
         t = self.bias_table
         key = (n, t.device, dtype)
         bias = self._bias_cache.get(key)
         if bias is None:
             with torch.no_grad():
-                bias = t
-                if bias.shape[-1] != n:
-                    bias = F.interpolate(bias.unsqueeze(0), size=(n, n), mode='bicubic',
-                                         align_corners=False).squeeze(0)
-                bias = bias.to(dtype).contiguous()
-            if len(self._bias_cache) > 16:
-                self._bias_cache.clear()
-            self._bias_cache[key] = bias
+                bias = resize_bias_table(t, n).to(dtype).contiguous()
+            remember_bias(self._bias_cache, key, bias)
         return bias
 
     @torch.no_grad()
     def precompute(self, *sizes):
-        """Compute the bias for feature maps of the given (h, w) sizes ahead of time."""
+        """Compute the bias for feature maps of the given sizes ahead of time.
+
+        Args:
+            *sizes (tuple[int, int]): ``(h, w)`` sizes of the last stage's feature map.
+        """
         for h, w in sizes:
             self.attention_bias(h * w, self.bias_table.dtype)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Attend over all pixels with the fused layers.
+
+        Args:
+            x (torch.Tensor): (B, C, H, W) features.
+
+        Returns:
+            torch.Tensor: (B, C, H, W), as :class:`Attention` gives in eval mode.
+        """
         b, _, h, w = x.shape
         n = h * w
         q, k, v = self.qkv(x).split([self.nh_kd, self.nh_kd, self.dh], dim=1)
@@ -144,25 +192,51 @@ class AttentionDeploy(nn.Module):
 
 
 class ResidualDeploy(nn.Module):
-    """x + m(x), adding in place into m's fresh output."""
+    """x + m(x), adding in place into m's fresh output.
+
+    Args:
+        residual (Residual): The layer to convert (its branch is reused).
+    """
 
     def __init__(self, residual: Residual):
         super().__init__()
         self.m = residual.m
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Add the input into the branch's output.
+
+        Args:
+            x (torch.Tensor): Input of the branch.
+
+        Returns:
+            torch.Tensor: ``m(x) + x`` (the branch's output tensor, updated in place).
+        """
         return self.m(x).add_(x)
 
 
 class SqueezeExciteInplace(nn.Module):
-    """Squeeze-excitation gating its input in place; only for inputs nothing else reads
-    (in LSNet's blocks it follows the fused RepVGG conv, whose output is fresh)."""
+    """Squeeze-excitation gating its input in place.
+
+    Only for inputs nothing else reads (in LSNet's blocks it follows the fused RepVGG
+    conv, whose output is fresh).
+
+    Args:
+        se (SqueezeExcite): The layer to convert (its convs are reused).
+    """
 
     def __init__(self, se: SqueezeExcite):
         super().__init__()
         self.fc1, self.act, self.fc2 = se.fc1, se.act, se.fc2
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Gate the channels of ``x`` in place.
+
+        Args:
+            x (torch.Tensor): (B, C, H, W) features no other module reads.
+
+        Returns:
+            torch.Tensor: ``x`` itself, gated.
+        """
         s = self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True))))
         return x.mul_(s.sigmoid())
 
@@ -191,8 +265,13 @@ def reparameterize(module: nn.Module) -> nn.Module:
     """Convert ``module``'s LSNet layers in place for inference (see the module docstring).
 
     Children are converted before their parents, so a parent sees fused children.
-    Returns ``module`` itself, or its replacement if ``module`` is itself a converted
-    layer type.
+
+    Args:
+        module (nn.Module): A module tree holding LSNet layers (in eval mode).
+
+    Returns:
+        nn.Module: ``module`` itself, or its replacement if ``module`` is itself a
+        converted layer type.
     """
     for name, child in list(module.named_children()):
         new = reparameterize(child)
