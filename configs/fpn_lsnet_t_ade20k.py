@@ -106,8 +106,10 @@ param_scheduler = [
     dict(type='PolyLR', eta_min=1e-6, power=0.9, begin=0, end=40000, by_epoch=False),
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=40000, val_interval=4000)
+# SafeCheckpointHook: mmengine's CheckpointHook (same arguments) writing checkpoints
+# atomically (lsnet_mm/engine/hooks/safe_checkpoint_hook.py).
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=4000, max_keep_ckpts=3))
+    checkpoint=dict(type='SafeCheckpointHook', by_epoch=False, interval=4000, max_keep_ckpts=3))
 # Multi-process runs: mmengine's DDP wrapper; on CPU-only machines (torchrun + gloo) it
 # reverts SyncBN to BN first (lsnet_mm/engine/sync_bn.py). Single-process runs: the
 # Runner reverts SyncBN itself.

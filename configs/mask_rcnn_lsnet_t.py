@@ -10,7 +10,7 @@ _base_ = [
     './_base_/schedules/lsnet_adamw_1x.py',
     'mmdet::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['lsnet_mm', 'lsnet_mm.detection'], allow_failed_imports=False)
+custom_imports = dict(imports=['lsnet_mm'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(
@@ -36,7 +36,9 @@ model = dict(
         mask_roi_extractor=dict(featmap_strides=[4, 8, 16, 32])))
 
 # mmdet's COCO pipelines (resize 1333x800 keeping ratio, flip 0.5; the model pads to
-# 32) with an image loader that names a file it cannot decode.
+# 32). Training reads images with CheckedLoadImageFromFile (mmcv's loader whose errors
+# name the file); the test pipeline keeps mmcv's LoadImageFromFile, which mmdet's
+# DetInferencer replaces by its in-memory loader.
 backend_args = None
 train_pipeline = [
     dict(type='CheckedLoadImageFromFile', backend_args=backend_args),
@@ -46,7 +48,7 @@ train_pipeline = [
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='CheckedLoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs',
@@ -55,3 +57,6 @@ test_pipeline = [
 train_dataloader = dict(batch_size=2, num_workers=2, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# Checkpoints written atomically, the old one deleted only after the new one is
+# complete (mmengine's CheckpointHook otherwise; lsnet_mm/engine/hooks/).
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook', interval=1))

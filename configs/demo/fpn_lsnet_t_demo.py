@@ -1,7 +1,7 @@
 # Semantic FPN-LSNet-T on the generated ADE20K-layout demo data
-# (lsnet_mm/datasets/demo_ade.py): trains from scratch on CPU in minutes, then
+# (lsnet_mm/datasets/demo/ade_scenes.py): trains from scratch on CPU in minutes, then
 # evaluates mIoU / mAcc / aAcc with mmseg's IoUMetric.
-#   .venv/bin/python tools/demo_segmentation.py       # generates data, trains, tests
+#   .venv/bin/python tools/demo.py --models fpn       # generates data, trains, tests
 # Same model, data convention and pipelines as configs/fpn_lsnet_t_ade20k.py
 # (ADE20K label maps with reduce_zero_label, SyncBN head -> BN on CPU, the paper's
 # AlignResize at test time), scaled down for a CPU and a from-scratch start (no
@@ -13,9 +13,10 @@ _base_ = '../fpn_lsnet_t_ade20k.py'
 
 data_root = 'data/demo_ade/ADEChallengeData2016'
 data_help = ('The demo data set is generated, not downloaded: run '
-             '".venv/bin/python -m lsnet_mm.datasets.demo_ade" (or '
-             'tools/demo_segmentation.py), which writes it to {root}.')
-# ADE20K names of the classes the generator draws (lsnet_mm.datasets.DEMO_CLASSES)
+             '".venv/bin/python -m lsnet_mm.datasets.demo.ade_scenes --out {root}" (or '
+             'tools/demo.py, which generates, trains and tests).')
+# ADE20K names of the classes the generator draws
+# (lsnet_mm.datasets.demo.ade_scenes.DEMO_CLASSES)
 metainfo = dict(classes=('wall', 'sky', 'tree', 'road', 'grass', 'person'))
 num_classes = 6
 crop_size = (128, 128)
@@ -28,21 +29,13 @@ model = dict(
     neck=dict(out_channels=channels),
     decode_head=dict(in_channels=[channels] * 4, channels=channels, num_classes=num_classes))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='RandomResize', scale=scale, ratio_range=(0.5, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='AlignResize', scale=scale, size_divisor=32),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs'),
-]
+# the paper config's pipelines at the demo's sizes (Python-style modification of base
+# variables): RandomResize and RandomCrop of the train pipeline, AlignResize at test time
+train_pipeline = _base_.train_pipeline
+train_pipeline[2].scale = scale
+train_pipeline[3].crop_size = crop_size
+test_pipeline = _base_.test_pipeline
+test_pipeline[1].scale = scale
 train_dataloader = dict(
     batch_size=4, num_workers=2, persistent_workers=True,
     dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=train_pipeline))
@@ -62,5 +55,6 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=ma
 auto_scale_lr = dict(enable=False, base_batch_size=4)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=25, log_metric_by_epoch=False),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1))
+    checkpoint=dict(type='SafeCheckpointHook', by_epoch=False, interval=max_iters,
+                    max_keep_ckpts=1))
 randomness = dict(seed=0)  # a reproducible demo number
