@@ -1,18 +1,21 @@
 """Evaluate a checkpoint on a config's test set with mmengine's Runner (mmdet or mmseg).
 
     python tools/test.py configs/retinanet_lsnet_t.py checkpoints/retinanet_lsnet_t.pth
-    python tools/test.py CONFIG CKPT --out preds.pkl          # also save raw predictions
-    bash tools/dist_test.sh CONFIG CKPT 8                     # torchrun
+    python tools/test.py CONFIG CKPT --out preds.pkl       # mmdet: raw predictions (pickle)
+    python tools/test.py CONFIG CKPT --out preds/          # mmseg: predicted label maps (PNG)
+    python tools/test.py CONFIG CKPT --show-dir vis/       # pictures of the predictions
+    bash tools/dist_test.sh CONFIG CKPT 8                  # torchrun
 
-The metrics come from the config's test_evaluator (mmdet: CocoMetric, bbox and segm
-AP through pycocotools; mmseg: IoUMetric). ``--out`` dumps the raw predictions to a
-pickle: mmdet's DumpDetResults (boxes, scores, labels, RLE masks) for mmdet
-configs, mmengine's DumpResults (the data samples) otherwise. The metrics are
-printed as one JSON line (``metrics: {...}``) and written to WORK_DIR/metrics.json.
+The flags are those of mmdet's and mmseg's tools/test.py (which also run these
+configs); ``--deploy`` adds ``LSNetDeployHook`` to the config's custom_hooks. The
+metrics come from the config's test_evaluator (mmdet: CocoMetric; mmseg:
+IoUMetric); they are printed as one JSON line (``metrics: {...}``) and written to
+WORK_DIR/metrics.json.
 
-The checkpoint must fit the model exactly (same keys and shapes): released mmdet 2.x
-checkpoints load as they are or after tools/convert_checkpoint.py; a checkpoint for
-another number of classes is refused with a message naming num_classes.
+The checkpoint must fit the model exactly (same keys and shapes): released mmdet
+2.x / mmseg 0.x files load as they are or after
+tools/model_converters/convert_checkpoint.py; a checkpoint for another number of
+classes is refused with a message naming num_classes.
 """
 import argparse
 import json
@@ -20,74 +23,82 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-import lsnet_mm  # noqa: E402,F401 (registers LSNet modules, allow-lists checkpoint classes)
-import lsnet_mm.detection  # noqa: E402,F401 (registers the checked image loader)
-from lsnet_mm.checkpoint import CheckpointError  # noqa: E402
-from lsnet_mm.preflight import (PreflightError, check_checkpoint_fits, check_data,  # noqa: E402
-                                check_load_from, check_num_classes, setup_cpu_distributed)
-from lsnet_mm.tool_config import load_tool_config, shutdown_distributed  # noqa: E402
+import lsnet_mm  # noqa: F401 (registers LSNet modules, allow-lists checkpoint classes)
+from lsnet_mm.engine.hooks import CheckpointCheckHook
+from lsnet_mm.utils import launch, preflight
+from lsnet_mm.utils.preflight import PreflightError
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
+    """The command line, as mmdet's and mmseg's tools/test.py take it."""
     parser = argparse.ArgumentParser(description='Test (and evaluate) a checkpoint')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save logs and metrics')
     parser.add_argument('--out', type=str,
-                        help='dump the raw predictions to this pickle file (.pkl)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value pairs')
+                        help='mmdet configs: dump the raw predictions to this pickle file '
+                             '(.pkl); mmseg configs: save the predicted label maps as PNG '
+                             'files in this folder')
+    parser.add_argument('--show-dir', help='draw the predictions and save the pictures in this '
+                        'folder (under the work dir\'s timestamped folder, as mmdet/mmseg do)')
     parser.add_argument('--deploy', action='store_true',
                         help='switch LSNet backbones to deploy mode once the checkpoint is '
                              'loaded (BN and RepVGG branches folded: same outputs, faster)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
-        parser.error('--out must name a .pkl or .pickle file')
-    return args
+    launch.add_run_args(parser)
+    return launch.parse_run_args(parser, argv)
+
+
+def trigger_visualization_hook(cfg, show_dir):
+    """Turn on the config's visualization hook and save its pictures in ``show_dir``,
+    as mmdet's and mmseg's test.py do."""
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise PreflightError('--show-dir needs default_hooks.visualization in the config '
+                             '(mmdet\'s DetVisualizationHook or mmseg\'s SegVisualizationHook)')
+    hook['draw'] = True
+    if cfg.get('default_scope') == 'mmseg':
+        cfg.visualizer['save_dir'] = show_dir
+    else:
+        hook['test_out_dir'] = show_dir
 
 
 def build_cfg(args):
-    cfg = load_tool_config(args.config, args.launcher, args.cfg_options, args.work_dir)
+    """The config with the command line's settings merged in (all of them show in the
+    config the runner dumps into the work dir)."""
+    cfg = launch.load_tool_config(args.config, args.launcher, args.cfg_options, args.work_dir)
     cfg.load_from = args.checkpoint
     cfg.resume = False
+    if args.show_dir:
+        trigger_visualization_hook(cfg, args.show_dir)
+    if args.out is not None and cfg.get('default_scope') == 'mmdet':
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise PreflightError('--out must name a .pkl or .pickle file for mmdet configs')
+    elif args.out is not None:  # mmseg: the metric writes the label maps (mmseg's --out)
+        cfg.test_evaluator['output_dir'] = args.out
+        cfg.test_evaluator['keep_results'] = True
     if args.deploy:
-        import lsnet_mm.deploy  # noqa: F401 (registers LSNetDeployHook)
         cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + [
             dict(type='LSNetDeployHook')]
     return cfg
 
 
-def dump_metric(cfg, out):
-    if cfg.get('default_scope') == 'mmdet':
-        from mmdet.evaluation import DumpDetResults
-        return DumpDetResults(out_file_path=out)
-    from mmengine.evaluator import DumpResults
-    return DumpResults(out_file_path=out)
-
-
 def main(argv=None):
+    """Evaluate; returns the metrics."""
     args = parse_args(argv)
     cfg = build_cfg(args)
-    setup_cpu_distributed(cfg, args.launcher)
-    check_load_from(args.checkpoint, 'checkpoint')
-    check_data(cfg, 'test')
-    check_num_classes(cfg, 'test_dataloader')
+    launch.setup_cpu_distributed(cfg, args.launcher)
+    preflight.check_load_from(args.checkpoint, 'checkpoint')
+    preflight.check_data(cfg, 'test')
+    preflight.check_num_classes(cfg, 'test_dataloader')
 
     from mmengine.dist import is_main_process
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    check_checkpoint_fits(runner.model, args.checkpoint, cfg)
-    if args.out is not None:
-        runner.test_evaluator.metrics.append(dump_metric(cfg, args.out))
+    runner.register_hook(CheckpointCheckHook(strict=True))
+    if args.out is not None and cfg.get('default_scope') == 'mmdet':
+        from mmdet.evaluation import DumpDetResults
+        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     metrics = runner.test()
     if is_main_process():
         if not metrics:
@@ -102,10 +113,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except (PreflightError, CheckpointError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(2)
-    finally:
-        shutdown_distributed()
+    launch.run_tool(main)

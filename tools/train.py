@@ -10,27 +10,22 @@ the model, datasets and metrics; this script is the same for both.
 
 Before the runner starts it checks (and names what is wrong and how to fix it): the
 dataset files, the pretrained weights named by the model's init_cfg, ``load_from``,
-and that the heads' num_classes match the dataset classes.
+and that the heads' num_classes match the dataset classes. ``load_from`` loads
+non-strictly, as in mmengine, with a warning naming any head trained for another
+number of classes (fine-tuning); ``--resume`` needs a checkpoint that fits exactly.
+The configs run unchanged under mmdet's and mmseg's own tools/train.py as well.
 """
 import argparse
-import os
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-import lsnet_mm  # noqa: E402,F401 (registers LSNet modules, allow-lists checkpoint classes)
-import lsnet_mm.detection  # noqa: E402,F401 (registers the checked image loader)
-from lsnet_mm.checkpoint import CheckpointError  # noqa: E402
-from lsnet_mm.preflight import (PreflightError, check_checkpoint_fits, check_data,  # noqa: E402
-                                check_dataset_not_empty, check_load_from, check_num_classes,
-                                check_pretrained, setup_cpu_distributed)
-from lsnet_mm.safe_checkpoint import find_resume_checkpoint, use_safe_checkpoint_hook  # noqa: E402
-from lsnet_mm.tool_config import load_tool_config, shutdown_distributed  # noqa: E402
+import lsnet_mm  # noqa: F401 (registers LSNet modules, allow-lists checkpoint classes)
+from lsnet_mm.checkpoint import find_resume_checkpoint
+from lsnet_mm.engine.hooks import CheckpointCheckHook
+from lsnet_mm.utils import launch, preflight
+from lsnet_mm.utils.preflight import PreflightError
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
+    """The command line, as mmdet's and mmseg's tools/train.py take it."""
     parser = argparse.ArgumentParser(description='Train a detector or a segmentor')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
@@ -42,21 +37,14 @@ def parse_args(argv=None):
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from the given checkpoint, or, without a path, from the '
                              'latest checkpoint in the work dir')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value pairs, e.g. '
-                             'train_dataloader.batch_size=4 "model.backbone.init_cfg=None"')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    launch.add_run_args(parser)
+    return launch.parse_run_args(parser, argv)
 
 
 def build_cfg(args):
-    cfg = load_tool_config(args.config, args.launcher, args.cfg_options, args.work_dir)
+    """The config with the command line's settings merged in (all of them show in the
+    config the runner dumps into the work dir)."""
+    cfg = launch.load_tool_config(args.config, args.launcher, args.cfg_options, args.work_dir)
 
     if args.amp:
         import torch
@@ -76,9 +64,7 @@ def build_cfg(args):
             raise PreflightError('--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=N) '
                                  'in the config (the batch size its learning rate is set for).')
 
-    # checkpoints written atomically, old ones deleted only after (a kill while saving
-    # keeps the last good one); --resume takes the newest checkpoint that loads
-    use_safe_checkpoint_hook(cfg)
+    # --resume without a path takes the newest checkpoint that loads
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = find_resume_checkpoint(cfg.work_dir)
@@ -88,35 +74,32 @@ def build_cfg(args):
     return cfg
 
 
-def preflight(cfg, launcher):
-    setup_cpu_distributed(cfg, launcher)
-    check_data(cfg, 'train')
-    check_pretrained(cfg)
-    check_num_classes(cfg, 'train_dataloader')
-    check_load_from(cfg.get('load_from'), 'resume checkpoint' if cfg.get('resume')
+def check_before_run(cfg, launcher):
+    """Checks that name a missing file or a wrong setting before anything is built."""
+    launch.setup_cpu_distributed(cfg, launcher)
+    preflight.check_data(cfg, 'train')
+    preflight.check_pretrained(cfg)
+    preflight.check_num_classes(cfg, 'train_dataloader')
+    preflight.check_load_from(cfg.get('load_from'), 'resume checkpoint' if cfg.get('resume')
                     else 'load_from checkpoint')
 
 
 def main(argv=None):
+    """Train; returns the trained model."""
     args = parse_args(argv)
     cfg = build_cfg(args)
-    preflight(cfg, args.launcher)
+    check_before_run(cfg, args.launcher)
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    check_dataset_not_empty(runner, 'train')
+    preflight.check_dataset_not_empty(runner, 'train')
     if cfg.get('load_from'):
-        check_checkpoint_fits(runner.model, cfg.load_from, cfg,
-                              what='resume checkpoint' if cfg.get('resume') else 'load_from')
+        # resuming needs the exact model; load_from loads non-strictly as in mmengine and
+        # warns about heads trained for another number of classes (fine-tuning)
+        runner.register_hook(CheckpointCheckHook(strict=bool(cfg.get('resume'))))
     return runner.train()
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except (PreflightError, CheckpointError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(2)
-    finally:
-        shutdown_distributed()
+    launch.run_tool(main)

@@ -1,9 +1,10 @@
 """Inference speed, memory, parameters and GMACs of a model built from an mmdet/mmseg config.
 
-    python tools/benchmark.py configs/retinanet_lsnet_t.py --backbone-only --shape 800 1333
-    python tools/benchmark.py configs/retinanet_lsnet_t.py --backbone-only --deploy \\
-        --compare configs/retinanet_lsnet_t.py              # deploy vs eager, same run
-    python tools/benchmark.py configs/retinanet_lsnet_t.py \\
+    python tools/analysis_tools/benchmark.py configs/retinanet_lsnet_t.py --backbone-only \\
+        --shape 800 1333
+    python tools/analysis_tools/benchmark.py configs/retinanet_lsnet_t.py --backbone-only \\
+        --deploy --compare configs/retinanet_lsnet_t.py     # deploy vs eager, same run
+    python tools/analysis_tools/benchmark.py configs/retinanet_lsnet_t.py \\
         --compare mmdet::retinanet/retinanet_r50_fpn_1x_coco.py --out r50.json
 
 CONFIG and OTHER_CONFIG are files or ``mmdet::``/``mmseg::`` names of the libraries'
@@ -37,19 +38,18 @@ What is measured:
 ``--out``, written as JSON.
 """
 import argparse
-import copy
-import json
 import os
 import os.path as osp
 import platform
 import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import mmengine
+import numpy as np
+import torch
+from torch import nn
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+from lsnet_mm.apis import build_model_from_cfg, load_config, switch_model_to_deploy
 
 
 def parse_args(argv=None):
@@ -82,57 +82,13 @@ def parse_args(argv=None):
 
 
 # ----------------------------------------------------------------------------- building
-def load_config(name):
-    """A Config from a file or from an installed package's ``pkg::path`` name."""
-    from mmengine.config import Config
-    if osp.isfile(name):
-        return Config.fromfile(name)
-    if '::' in name:
-        from mmengine.hub import get_config
-        try:
-            return get_config(name)
-        except Exception as e:  # mmengine raises several types for a bad name
-            raise SystemExit(f'benchmark: cannot load config {name!r} ({e}). Package configs '
-                             f'are named like mmdet::retinanet/retinanet_r50_fpn_1x_coco.py '
-                             f'and need that package installed.')
-    raise SystemExit(f'benchmark: config file {name!r} not found')
-
-
-def _drop_pretrained(obj):
-    """Remove every pretrained-weights reference, so that no file or download is needed."""
-    if isinstance(obj, dict):
-        for k in list(obj):
-            v = obj[k]
-            if k == 'init_cfg' and (isinstance(v, dict) and v.get('type') == 'Pretrained'
-                                    or isinstance(v, list) and any(
-                                        isinstance(c, dict) and c.get('type') == 'Pretrained'
-                                        for c in v)):
-                obj[k] = None
-            elif k == 'pretrained':
-                obj[k] = None
-            else:
-                _drop_pretrained(v)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            _drop_pretrained(v)
-
-
 def build_model(name):
     """(model, scope) built from a config, random weights, eval mode."""
-    from mmengine.registry import MODELS, init_default_scope
-    from mmengine.utils import import_modules_from_strings
-    import lsnet_mm  # noqa: F401 (registers LSNet modules)
-    cfg = load_config(name)
-    if cfg.get('custom_imports'):
-        import_modules_from_strings(**cfg.custom_imports)
-    scope = cfg.get('default_scope', 'mmdet')
-    init_default_scope(scope)
-    model_cfg = copy.deepcopy(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict')
-                              else dict(cfg.model))
-    _drop_pretrained(model_cfg)
-    model = MODELS.build(model_cfg)
-    model.eval()
-    return model, scope
+    try:
+        cfg = load_config(name)
+    except FileNotFoundError as e:
+        raise SystemExit(f'benchmark: {e}')
+    return build_model_from_cfg(cfg)
 
 
 def data_samples_for(scope, batch, shape):
@@ -161,7 +117,6 @@ class TensorForward(nn.Module):
 
 def prepare(name, args, deploy):
     """The module to time (backbone or tensor-mode network) and a description."""
-    from lsnet_mm.deploy import switch_model_to_deploy
     model, scope = build_model(name)
     n_lsnet = switch_model_to_deploy(model) if deploy else 0
     if deploy and not n_lsnet:
@@ -312,7 +267,7 @@ def benchmark(args, argv=None):
                                              p90=float(np.percentile(cpu_ms, 90))),
                             cpu_times_ms=cpu_ms.tolist()))
     out = dict(
-        command='python ' + ' '.join(['tools/benchmark.py'] + list(
+        command='python ' + ' '.join(['tools/analysis_tools/benchmark.py'] + list(
             sys.argv[1:] if argv is None else argv)),
         shape=list(args.shape), batch=args.batch, device=args.device, warmup=args.warmup,
         iters=args.iters, threads=torch.get_num_threads(), torch=torch.__version__,
@@ -372,10 +327,7 @@ def main(argv=None):
     out = benchmark(args, argv)
     print(format_table(out))
     if args.out:
-        d = osp.dirname(osp.abspath(args.out))
-        os.makedirs(d, exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(out, f, indent=1)
+        mmengine.dump(out, args.out, file_format='json', indent=1)  # creates the folder
         print(f'wrote {args.out}')
     return out
 

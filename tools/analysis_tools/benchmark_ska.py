@@ -1,7 +1,7 @@
 """Memory and time of the LS convolution's forward + backward: our SKA op vs unfold.
 
-    python tools/benchmark_ska.py                      # default shapes, CPU
-    python tools/benchmark_ska.py --iters 5 --out work_dirs/ska.json
+    python tools/analysis_tools/benchmark_ska.py           # default shapes, CPU
+    python tools/analysis_tools/benchmark_ska.py --iters 5 --out work_dirs/ska.json
 
 Two implementations of small-kernel aggregation are compared:
 
@@ -22,18 +22,14 @@ median time of ``--iters`` steps after
 ``--warmup`` (runs of the two versions alternate).
 """
 import argparse
-import json
-import os
-import os.path as osp
 import sys
 import time
 from contextlib import contextmanager
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import mmengine
+import numpy as np
+import torch
+import torch.nn.functional as F
 
 # (label, batch, channels, height, width): LS convolutions at an 800x1333 input with
 # the detection recipe's 2 images: LSNet-T/S stage 2 (stride 16), stage 3 (stride 32),
@@ -168,21 +164,22 @@ def check_equal():
 
 
 def format_table(rows):
-    lines = ['| layer input (B, C, H, W) | measured | impl | peak MiB (fwd+bwd) | '
-             'held after fwd MiB | time ms median (p10-p90) |',
-             '|---|---|---|---|---|---|']
+    header = ['layer input (B, C, H, W)', 'measured', 'impl', 'peak MiB (fwd+bwd)',
+              'held after fwd MiB', 'time ms median (p10-p90)']
+    table = [header, ['---'] * len(header)]
     for r in rows:
-        lines.append(f"| {r['shape']} {tuple(r['input'])} | "
-                     f"{'SKA op' if r['what'] == 'op' else 'LSConv'} | {r['impl']} | "
-                     f"{r['peak_mib']:.1f} | {r['after_forward_mib']:.1f} | "
-                     f"{r['time_ms_median']:.1f} ({r['time_ms_p10']:.1f}-{r['time_ms_p90']:.1f}) |")
-    return '\n'.join(lines)
+        table.append([f"{r['shape']} {tuple(r['input'])}",
+                      'SKA op' if r['what'] == 'op' else 'LSConv', r['impl'],
+                      f"{r['peak_mib']:.1f}", f"{r['after_forward_mib']:.1f}",
+                      f"{r['time_ms_median']:.1f} "
+                      f"({r['time_ms_p10']:.1f}-{r['time_ms_p90']:.1f})"])
+    return '\n'.join('| ' + ' | '.join(cells) + ' |' for cells in table)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--device', default='cpu', choices=['cpu'],
-                   help='CPU only (GPU memory: see tools/benchmark.py --device cuda)')
+                   help='CPU only (GPU memory: tools/analysis_tools/benchmark.py --device cuda)')
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--iters', type=int, default=5)
     p.add_argument('--threads', type=int)
@@ -194,11 +191,11 @@ def main(argv=None):
           f'{args.warmup} warm-up + {args.iters} timed steps')
     print(format_table(rows))
     if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(dict(command='python ' + ' '.join(
-                ['tools/benchmark_ska.py'] + list(sys.argv[1:] if argv is None else argv)),
-                threads=torch.get_num_threads(), torch=torch.__version__, rows=rows), f, indent=1)
+        command = ['python', 'tools/analysis_tools/benchmark_ska.py']
+        command += sys.argv[1:] if argv is None else argv
+        mmengine.dump(dict(command=' '.join(command), threads=torch.get_num_threads(),
+                           torch=torch.__version__, rows=rows),
+                      args.out, file_format='json', indent=1)  # creates the folder
     return rows
 
 

@@ -1,6 +1,6 @@
 """Plot the loss, learning-rate and validation-metric curves of a training run.
 
-    python tools/plot_logs.py WORK_DIR [--out DIR]
+    python tools/analysis_tools/plot_logs.py WORK_DIR [--out DIR]
 
 Reads mmengine's scalar logs, WORK_DIR/<timestamp>/vis_data/scalars.json, written
 by every run of tools/train.py (the configs' LocalVisBackend). A work dir trained

@@ -1,22 +1,23 @@
 """Export an LSNet backbone or a whole detector/segmentor network to ONNX and check it.
 
-    python tools/export_onnx.py configs/retinanet_lsnet_t.py --backbone-only --deploy \\
-        --shape 800 1344 --out work_dirs/lsnet_t_backbone.onnx
-    python tools/export_onnx.py configs/retinanet_lsnet_t.py --checkpoint CKPT \\
+    python tools/deployment/export_onnx.py configs/retinanet_lsnet_t.py --backbone-only \\
+        --deploy --shape 800 1344 --out work_dirs/lsnet_t_backbone.onnx
+    python tools/deployment/export_onnx.py configs/retinanet_lsnet_t.py --checkpoint CKPT \\
         --shape 800 1344 --out work_dirs/retinanet_lsnet_t.onnx
 
 The graph has a fixed input shape (1, 3, H, W); export once per size. Without
 ``--backbone-only`` the network is exported in mmengine's tensor mode (raw head
-outputs per level, no box decoding / NMS: see :mod:`lsnet_mm.export`). After
-exporting, onnxruntime (CPU) runs the file on a random input and the largest
+outputs per level, no box decoding / NMS: see :mod:`lsnet_mm.apis.onnx_export`).
+After exporting, onnxruntime (CPU) runs the file on a random input and the largest
 difference to PyTorch is printed; ``--atol`` makes a larger one an error.
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/benchmark.py
+import torch
+
+from lsnet_mm.apis import build_model_from_cfg, switch_model_to_deploy
+from lsnet_mm.apis.onnx_export import TensorModeWrapper, check_onnx, export_onnx
+from lsnet_mm.checkpoint import check_state_dict_fits, load_state_dict
 
 
 def main(argv=None):
@@ -33,15 +34,12 @@ def main(argv=None):
                         "output's largest magnitude; default 1e-3)")
     args = p.parse_args(argv)
 
-    import torch
-    from lsnet_mm.deploy import switch_model_to_deploy
-    from lsnet_mm.export import TensorModeWrapper, check_onnx, export_onnx
-    from benchmark import build_model  # tools/benchmark.py: config -> model
-
-    model, _ = build_model(args.config)
+    model, _ = build_model_from_cfg(args.config)
     if args.checkpoint:
-        from mmengine.runner import load_checkpoint
-        load_checkpoint(model, args.checkpoint, map_location='cpu')
+        # weights-only reading; the file must fit the config's model exactly
+        sd = load_state_dict(args.checkpoint)
+        check_state_dict_fits(model, sd, args.checkpoint)
+        model.load_state_dict(sd, strict=False)  # fit checked; index buffers may be absent
     if args.deploy:
         switch_model_to_deploy(model)
     module = model.backbone if args.backbone_only else TensorModeWrapper(model)
