@@ -1,220 +1,179 @@
-"""Run a detector or a segmentor on image files and save predictions and pictures.
+"""Run a detector or a segmentor on images with mmdet's or mmseg's inferencer.
 
-    python tools/infer.py CONFIG CHECKPOINT INPUTS... --out DIR [--device cpu]
-                          [--score-thr 0.3] [--deploy] [--skip-bad]
+    python tools/infer.py demo.jpg configs/retinanet_lsnet_t.py --weights CKPT
+    python tools/infer.py 'photos/*.jpg' configs/fpn_lsnet_t_ade20k.py --weights CKPT --deploy
 
-INPUTS are image files, folders (their images, not recursive) or glob patterns
-(quote them: 'photos/**/*.jpg'). The task comes from the config's default_scope
-(mmdet or mmseg; else from the model type). For each image, named after its file:
+The flags are those of mmdet's demo/image_demo.py, plus ``--deploy``. INPUTS are image
+files, folders (the images directly inside) or quoted glob patterns. The config's
+default_scope picks ``DetInferencer`` (mmdet) or ``MMSegInferencer`` (mmseg), and the
+files are written where they write them:
 
-* detectors: DIR/preds/NAME.json - xyxy boxes in pixels of the input image, scores,
-  labels, class names and, for instance segmentation, COCO RLE masks (``counts`` as
-  str; ``pycocotools.mask.decode`` reads them); predictions with score >= --score-thr;
-* segmentors: DIR/preds/NAME.png - the predicted class index per pixel, at the image's
-  size (uint8 PNG), and DIR/preds/NAME.json - class names and pixel counts;
-* DIR/vis/NAME.png - the predictions drawn over the image with mmdet's
-  DetLocalVisualizer (boxes, class names, scores, masks) or mmseg's
-  SegLocalVisualizer (class overlay with names);
+* detectors: OUT_DIR/vis/IMAGE (predictions with score >= --pred-score-thr drawn),
+  OUT_DIR/preds/STEM.json (labels, scores, xyxy bboxes, masks as COCO RLE: all
+  predictions the model returns);
+* segmentors: OUT_DIR/vis/IMAGE (class overlay), OUT_DIR/pred/00000000_pred.png ...
+  (label maps, numbered in input order).
 
-and DIR/index.json lists the inputs and their outputs. The checkpoint is read
-weights-only (pickled code in the file is never run) and must fit the config's model.
-Grayscale, RGBA and 16-bit images are converted like the training loader does
-(3-channel 8-bit BGR); a missing, empty, truncated or undecodable image stops the
-run with its name (``--skip-bad`` records it in index.json and goes on).
-``--deploy`` runs the LSNet backbone in deploy mode (re-parameterised, BN folded).
+Missing or unreadable weights, weights holding pickled code (refused: they are read
+weights-only) and undecodable images print ``error: ...`` and exit with status 2.
 """
 import argparse
 import glob
-import json
 import os
 import os.path as osp
 import sys
-import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import lsnet_mm  # noqa: F401 (registers LSNet modules, allow-lists checkpoint classes)
+from lsnet_mm.checkpoint import CheckpointError, is_local_path, load_checkpoint
+from lsnet_mm.datasets import CheckedLoadImageFromFile, ImageDecodeError
 
-import lsnet_mm  # noqa: E402,F401 (registers LSNet modules, allow-lists checkpoint classes)
-import lsnet_mm.detection  # noqa: E402,F401 (registers the checked image loader)
-from lsnet_mm.checkpoint import CheckpointError  # noqa: E402
-from lsnet_mm.detection.transforms import ImageDecodeError  # noqa: E402
-from lsnet_mm.inference import TASKS, InferenceError  # noqa: E402
-from lsnet_mm.preflight import PreflightError  # noqa: E402
+IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
-IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm',
-              '.pbm', '.jp2')
+
+class InferError(RuntimeError):
+    """Inference cannot start with these arguments; the message says why."""
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('config', help='model config (mmdet or mmseg)')
-    p.add_argument('checkpoint', help='checkpoint file (.pth) trained with this config')
-    p.add_argument('inputs', nargs='+', help='image files, folders or glob patterns')
-    p.add_argument('--out', required=True, help='output folder')
-    p.add_argument('--device', default='cpu', help='torch device, e.g. cpu or cuda:0')
-    p.add_argument('--score-thr', type=float, default=0.3,
-                   help='detectors: keep (and draw) predictions with score >= this')
-    p.add_argument('--deploy', action='store_true',
-                   help='switch the LSNet backbone to deploy mode (same outputs, faster)')
-    p.add_argument('--skip-bad', action='store_true',
-                   help='record unreadable images in index.json and go on instead of stopping')
-    p.add_argument('--no-vis', action='store_true', help='write predictions only')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config settings, key=value pairs')
-    return p.parse_args(argv)
+    """The command line: mmdet's demo/image_demo.py flags and ``--deploy``.
+
+    Args:
+        argv (list[str], optional): The arguments; ``sys.argv[1:]`` if None.
+
+    Returns:
+        argparse.Namespace: The parsed arguments.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('inputs', nargs='+', help='image files, folders or glob patterns')
+    parser.add_argument('model', help='config file (mmdet or mmseg)')
+    parser.add_argument('--weights', required=True, help='checkpoint file or URL')
+    parser.add_argument('--out-dir', default='outputs', help='output directory')
+    parser.add_argument('--device', default='cpu', help='device used for inference')
+    parser.add_argument('--pred-score-thr', type=float, default=0.3,
+                        help='detectors: draw predictions with at least this score')
+    parser.add_argument('--batch-size', type=int, default=1, help='inference batch size')
+    parser.add_argument('--no-save-vis', action='store_true', help='do not save pictures')
+    parser.add_argument('--no-save-pred', action='store_true', help='do not save predictions')
+    parser.add_argument('--deploy', action='store_true',
+                        help='switch LSNet backbones to deploy mode once the weights are '
+                             'loaded (same predictions, faster)')
+    return parser.parse_args(argv)
 
 
 def expand_inputs(inputs):
-    """Image paths from files, folders and globs, in order, without duplicates."""
-    out, seen = [], set()
+    """The image files that the inputs name.
 
-    def add(path):
-        key = osp.abspath(path)
-        if key not in seen:
-            seen.add(key)
-            out.append(path)
+    Args:
+        inputs (list[str]): Image files, folders (their images, not recursive) and glob
+            patterns (``**`` recursive).
 
+    Returns:
+        list[str]: The paths in the order given, each once.
+    """
+    paths = []
     for item in inputs:
         if osp.isdir(item):
-            found = sorted(f for f in os.listdir(item)
-                           if f.lower().endswith(IMAGE_EXTS) and osp.isfile(osp.join(item, f)))
-            if not found:
-                raise InferenceError(f'folder {item!r} holds no images ({", ".join(IMAGE_EXTS)})')
-            for f in found:
-                add(osp.join(item, f))
+            found = sorted(osp.join(item, f) for f in os.listdir(item)
+                           if f.lower().endswith(IMG_EXTENSIONS))
         elif osp.isfile(item):
-            add(item)
-        elif glob.has_magic(item):
-            found = sorted(f for f in glob.glob(item, recursive=True) if osp.isfile(f))
-            if not found:
-                raise InferenceError(f'no file matches the pattern {item!r} (cwd {os.getcwd()!r})')
-            for f in found:
-                add(f)
+            found = [item]
         else:
-            raise InferenceError(f'input not found: {item!r} (cwd {os.getcwd()!r}); give image '
-                                 f'files, folders or quoted glob patterns')
-    return out
+            found = sorted(f for f in glob.glob(item, recursive=True) if osp.isfile(f))
+        if not found:
+            raise InferError(f'no image found for input {item!r} (cwd {os.getcwd()!r})')
+        paths += [osp.normpath(p) for p in found]
+    return list(dict.fromkeys(paths))
 
 
-def output_names(paths):
-    """A distinct file stem per input (a/x.png and b/x.png -> x, x_1)."""
-    names, used = [], set()
-    for p in paths:
-        stem = osp.splitext(osp.basename(p))[0] or 'image'
-        name, k = stem, 0
-        while name in used:
-            k += 1
-            name = f'{stem}_{k}'
-        used.add(name)
-        names.append(name)
-    return names
+def build_inferencer(args):
+    """The inferencer of the config's library, with the weights loaded.
 
+    Args:
+        args (argparse.Namespace): The command line.
 
-def _write_json(path, obj):
-    # one top-level key per line, values compact (a box per list, not a number per line)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        f.write('{\n' + ',\n'.join(f' {json.dumps(k)}: {json.dumps(v)}' for k, v in obj.items())
-                + '\n}\n')
-    os.replace(tmp, path)
+    Returns:
+        tuple: ``(inferencer, scope)``: a ``DetInferencer`` and 'mmdet' or an
+        ``MMSegInferencer`` and 'mmseg'.
+    """
+    import torch
+    from mmengine.config import Config
+    if torch.device(args.device).type == 'cuda' and not torch.cuda.is_available():
+        raise InferError(f'--device {args.device}: this PyTorch ({torch.__version__}) sees no '
+                         f'CUDA GPU; use --device cpu')
+    if is_local_path(args.weights) and not osp.isfile(osp.expanduser(args.weights)):
+        raise FileNotFoundError(f'weights not found: {args.weights!r} (cwd {os.getcwd()!r})')
+    cfg = Config.fromfile(args.model)
+    scope = cfg.get('default_scope')
+    if scope == 'mmdet':
+        from mmdet.apis import DetInferencer as Inferencer
+    elif scope == 'mmseg':
+        from mmseg.apis import MMSegInferencer as Inferencer
+    else:
+        raise InferError(f'{args.model}: default_scope is {scope!r}, not "mmdet" or "mmseg"')
+    try:
+        inferencer = Inferencer(model=cfg, weights=args.weights, device=args.device)
+    except Exception:
+        # mmengine read the file with torch.load(weights_only=True); read it again through
+        # lsnet_mm.checkpoint for an error that says what is wrong with it (if anything)
+        load_checkpoint(args.weights, what='weights')
+        raise
+    if args.deploy:
+        from lsnet_mm.apis import switch_model_to_deploy
+        try:
+            switch_model_to_deploy(inferencer.model, strict=True)
+        except ValueError as e:
+            raise InferError(str(e)) from e
+    return inferencer, scope
 
 
 def run(args):
-    import cv2
-    import numpy as np
-    from mmengine.utils import ProgressBar
-    from lsnet_mm.inference import (build_pipeline, build_visualizer, det_to_dict, draw,
-                                    filter_instances, init_model, predict, read_image,
-                                    seg_label_map)
+    """Run the inferencer on the inputs and write its files.
 
-    import torch
-    paths = expand_inputs(args.inputs)  # before the model: bad arguments fail at once
-    if torch.device(args.device).type == 'cuda' and not torch.cuda.is_available():
-        raise InferenceError(f'--device {args.device}: no CUDA GPU is available to this '
-                             f'PyTorch ({torch.__version__}); use --device cpu')
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint!r} '
-                                f'(cwd {os.getcwd()!r})')
-    model, cfg, scope = init_model(args.config, args.checkpoint, device=args.device,
-                                   deploy=args.deploy, cfg_options=args.cfg_options)
-    pipeline = build_pipeline(cfg)
-    meta = model.dataset_meta
-    classes = list(meta['classes'])
-    vis = None if args.no_vis else build_visualizer(scope, meta)
-    pred_dir, vis_dir = osp.join(args.out, 'preds'), osp.join(args.out, 'vis')
-    os.makedirs(pred_dir, exist_ok=True)
-    if vis is not None:
-        os.makedirs(vis_dir, exist_ok=True)
+    Args:
+        args (argparse.Namespace): The command line.
 
-    index = dict(task=TASKS[scope], config=args.config, checkpoint=args.checkpoint,
-                 classes=classes, deploy=bool(args.deploy), images=[], errors=[])
-    if scope == 'mmdet':
-        index['score_thr'] = args.score_thr
-    t0 = time.time()
-    bar = ProgressBar(len(paths), file=sys.stdout)
-    for i, (path, name) in enumerate(zip(paths, output_names(paths))):
-        try:
-            img, info = read_image(path)
-        except (ImageDecodeError, FileNotFoundError) as e:
-            if not args.skip_bad:
-                raise
-            index['errors'].append(dict(image=path, error=str(e)))
-            bar.update()
-            continue
-        h, w = img.shape[:2]
-        try:
-            sample = predict(model, pipeline, img, path=path, img_id=i)
-        except Exception as e:
-            raise InferenceError(
-                f'inference failed on {path!r} ({w}x{h} pixels, {info.get("mode", "?")}): '
-                f'{type(e).__name__}: {e}') from e
-        entry = dict(image=path, width=w, height=h, source=info)
+    Returns:
+        tuple: ``(inferencer, results)``, results as the inferencer returns them.
+    """
+    from mmengine.infer import BaseInferencer
+    paths = expand_inputs(args.inputs)
+    inferencer, scope = build_inferencer(args)
+    try:
         if scope == 'mmdet':
-            sample = filter_instances(sample, args.score_thr)
-            pred = det_to_dict(sample, classes)
-            entry['num_instances'] = len(pred['labels'])
-            entry['prediction'] = osp.join(pred_dir, name + '.json')
-            _write_json(entry['prediction'], dict(image=path, width=w, height=h, source=info,
-                                                  score_thr=args.score_thr, **pred))
-        else:
-            label = seg_label_map(sample)
-            if label.shape != (h, w):
-                raise InferenceError(f'label map of {path!r} is {label.shape}, not the image '
-                                     f'size {(h, w)}: the test pipeline does not restore it')
-            entry['prediction'] = osp.join(pred_dir, name + '.png')
-            if not cv2.imwrite(entry['prediction'], label):
-                raise OSError(f'could not write {entry["prediction"]!r}')
-            ids, counts = np.unique(label, return_counts=True)
-            _write_json(osp.join(pred_dir, name + '.json'), dict(
-                image=path, width=w, height=h, source=info, label_map=entry['prediction'],
-                classes=classes,
-                class_pixels={classes[k] if k < len(classes) else str(k): int(c)
-                              for k, c in zip(ids.tolist(), counts.tolist())}))
-        if vis is not None:
-            entry['visualization'] = osp.join(vis_dir, name + '.png')
-            draw(vis, scope, img, sample, entry['visualization'])
-        index['images'].append(entry)
-        bar.update()
-    index['seconds'] = round(time.time() - t0, 3)
-    _write_json(osp.join(args.out, 'index.json'), index)
-    sys.stdout.write('\n')
-    done = len(index['images'])
-    print(f'{done} image(s) -> {args.out} ({TASKS[scope]}; predictions in {pred_dir}'
-          + (f', pictures in {vis_dir}' if vis is not None else '') + ')'
-          + (f'; {len(index["errors"])} unreadable, listed in index.json' if index['errors']
-             else ''))
-    return index
+            results = inferencer(paths, batch_size=args.batch_size, out_dir=args.out_dir,
+                                 pred_score_thr=args.pred_score_thr,
+                                 no_save_vis=args.no_save_vis, no_save_pred=args.no_save_pred)
+        else:  # MMSegInferencer.__call__ saves both folders or neither: its parent's takes each
+            results = BaseInferencer.__call__(
+                inferencer, paths, batch_size=args.batch_size,
+                img_out_dir='' if args.no_save_vis else osp.join(args.out_dir, 'vis'),
+                pred_out_dir='' if args.no_save_pred else osp.join(args.out_dir, 'pred'))
+    except Exception:
+        loader = CheckedLoadImageFromFile()
+        for path in paths:  # an ImageDecodeError names the image that failed
+            loader(dict(img_path=path))
+        raise
+    if not (args.no_save_vis and args.no_save_pred):
+        print(f'results of {len(paths)} image(s) saved in {args.out_dir}')
+    return inferencer, results
 
 
 def main(argv=None):
-    return run(parse_args(argv))
+    """Command-line entry point: :func:`run`, errors as ``error: ...`` and status 2.
+
+    Args:
+        argv (list[str], optional): The arguments; ``sys.argv[1:]`` if None.
+
+    Returns:
+        tuple: ``(inferencer, results)`` of :func:`run`.
+    """
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except (InferError, CheckpointError, ImageDecodeError, FileNotFoundError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        raise SystemExit(2)
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except (PreflightError, CheckpointError, ImageDecodeError, InferenceError,
-            FileNotFoundError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(2)
+    main()
