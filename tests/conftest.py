@@ -1,12 +1,10 @@
+"""Test settings: at most two compute threads, a fixed seed per test. lsnet_mm is the
+installed (editable) package; the helper modules of this folder (product_helpers, ...)
+import because pytest puts this folder (no __init__.py) on sys.path."""
 import os
-import sys
 
 import pytest
 import torch
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

@@ -1,5 +1,7 @@
-"""Shared helpers of the inference / plotting / robustness / resume tests: tiny demo
-data sets, fast config overrides and checkpoints without training."""
+"""Shared helpers of the tool / inference / plotting / robustness / resume tests: tiny
+demo data sets, fast config overrides, checkpoints without training, run logs and a hook
+that records the weights a training run starts from."""
+import glob
 import importlib.util
 import os
 import os.path as osp
@@ -23,14 +25,14 @@ def tool(name):
 
 
 def tiny_coco(root, num_train=4, num_val=2, size=96):
-    from lsnet_mm.detection import make_demo_coco
+    from lsnet_mm.datasets.demo.coco_shapes import make_demo_coco
     make_demo_coco(root, num_train=num_train, num_val=num_val, size=size, min_radius=12,
                    max_radius=24)
     return root
 
 
 def tiny_ade(root, num_train=4, num_val=2, width=64, height=48):
-    from lsnet_mm.datasets.demo_ade import generate
+    from lsnet_mm.datasets.demo.ade_scenes import generate
     generate(root, num_train=num_train, num_val=num_val, width=width, height=height)
     return root
 
@@ -80,21 +82,46 @@ def seg_opts(root, max_iters=2, crop=64, val=False):
     return out
 
 
-def random_checkpoint(config, path, cfg_options=None):
-    """Save a checkpoint of the config's model at its initial weights, with the
-    dataset classes in its meta (as a training checkpoint has them)."""
-    import lsnet_mm  # noqa: F401
-    import lsnet_mm.detection  # noqa: F401
-    from mmengine.config import Config
-    from lsnet_mm.inference import build_model_from_cfg
+def random_checkpoint(config, path, cfg_options=None, seed=0, init_weights=True):
+    """Save a checkpoint of a config's model at random initial weights.
 
-    cfg = Config.fromfile(config)
+    The model is built in the config's registry (its ``default_scope``) with the
+    backbone's ``init_cfg`` set to None (no pretrained file is read), optionally
+    initialised with ``init_weights()``, and saved as a training run saves it:
+    ``state_dict`` and ``meta.dataset_meta`` (classes and palette of the config's
+    test dataset).
+
+    Args:
+        config (str): Config file.
+        path (str): Where to write the checkpoint.
+        cfg_options (dict, optional): Settings merged into the config first.
+        seed (int): Torch seed for the initial weights. Defaults to 0.
+        init_weights (bool): Apply the model's ``init_weights()`` (mmdet's heads then
+            start with near-equal scores); otherwise PyTorch's default initialisation,
+            whose predictions differ from box to box. Defaults to True.
+
+    Returns:
+        str: ``path``.
+    """
+    import copy
+
+    from mmengine.config import Config
+    from mmengine.registry import DATASETS, MODELS, init_default_scope
+
+    cfg = Config.fromfile(config)  # custom_imports: registers lsnet_mm
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    torch.manual_seed(0)
-    model, _ = build_model_from_cfg(cfg)
-    model.init_weights()
-    meta = dict(dataset_meta=dict(classes=tuple(cfg.metainfo['classes'])))
+    init_default_scope(cfg.get('default_scope'))
+    cfg.model.backbone.init_cfg = None
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg.model)
+    if init_weights:
+        model.init_weights()
+    # the classes and palette a training run records: the test dataset's metainfo
+    dataset_cfg = copy.deepcopy(cfg.test_dataloader.dataset)
+    dataset_cfg['lazy_init'] = True
+    metainfo = DATASETS.build(dataset_cfg).metainfo
+    meta = dict(dataset_meta={k: metainfo[k] for k in ('classes', 'palette') if k in metainfo})
     os.makedirs(osp.dirname(path) or '.', exist_ok=True)
     torch.save(dict(state_dict=model.state_dict(), meta=meta), path)
     return path
@@ -138,3 +165,62 @@ def seg_checkpoint():
 DET_INFER_OPTS = ['test_dataloader.dataset.pipeline.1.scale=(128,128)',
                   'model.test_cfg.rcnn.max_per_img=5']
 SEG_INFER_OPTS = ['test_dataloader.dataset.pipeline.1.scale=(128,96)']
+
+
+def run_log(work_dir):
+    """The text of the newest run's log file in ``work_dir`` (WORK_DIR/STAMP/STAMP.log).
+
+    Args:
+        work_dir (str): A work dir written by mmengine's Runner.
+
+    Returns:
+        str: The log's content.
+    """
+    logs = sorted(glob.glob(osp.join(work_dir, '*', '*.log')))
+    assert logs, f'no run log in {work_dir}'
+    with open(logs[-1]) as f:
+        return f.read()
+
+
+_START_WEIGHTS = []  # state dicts recorded by the hook below, one per training run
+
+
+def _start_weights_hook():
+    """Register (once) the hook that records the model's weights in ``before_train``."""
+    from mmengine.hooks import Hook
+    from mmengine.registry import HOOKS
+    name = 'LSNetTestStartWeightsHook'
+    if HOOKS.get(name) is None:
+        class _Record(Hook):
+            def before_train(self, runner):
+                model = getattr(runner.model, 'module', runner.model)
+                _START_WEIGHTS.append({k: v.detach().clone()
+                                       for k, v in model.state_dict().items()})
+
+        HOOKS.register_module(name=name, module=_Record)
+    return name
+
+
+def record_start_weights(monkeypatch, train_tool):
+    """Make ``train_tool.main`` record the weights each training run starts from.
+
+    The hook runs in ``before_train``: after the runner has loaded ``load_from`` (or
+    resumed), before the first step.
+
+    Args:
+        monkeypatch (pytest.MonkeyPatch): The test's monkeypatch fixture.
+        train_tool (module): tools/train.py as loaded by :func:`tool`.
+
+    Returns:
+        list: Filled with one state dict per training run started.
+    """
+    hook, build_cfg = _start_weights_hook(), train_tool.build_cfg
+    _START_WEIGHTS.clear()
+
+    def build_cfg_with_record(args):
+        cfg = build_cfg(args)
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [dict(type=hook)]
+        return cfg
+
+    monkeypatch.setattr(train_tool, 'build_cfg', build_cfg_with_record)
+    return _START_WEIGHTS

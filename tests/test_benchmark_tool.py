@@ -1,5 +1,4 @@
-"""tools/benchmark.py and tools/benchmark_ska.py run and report sane numbers (tiny sizes)."""
-import importlib.util
+"""tools/analysis_tools/benchmark{,_ska}.py run and report sane numbers (tiny sizes)."""
 import json
 import os
 
@@ -7,21 +6,14 @@ import pytest
 import torch
 
 from lsnet_mm import LSNet
+from product_helpers import ROOT, tool
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, 'configs', 'retinanet_lsnet_t.py')
-
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'tools', f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope='module')
 def benchmark():
-    return _load_tool('benchmark')
+    return tool('analysis_tools/benchmark')
 
 
 def _check_entry(r):
@@ -42,7 +34,7 @@ def test_backbone_deploy_vs_eager_json(benchmark, tmp_path):
     res = benchmark.main(argv)
     data = json.loads(out.read_text())
     assert data['shape'] == [64, 64] and data['iters'] == 3 and data['batch'] == 1
-    assert data['command'].startswith('python tools/benchmark.py ')
+    assert data['command'].startswith('python tools/analysis_tools/benchmark.py ')
     dep, eager = data['results']
     assert dep['deploy'] and not eager['deploy']
     assert dep['backbone'] == eager['backbone'] == 'LSNet'
@@ -84,10 +76,10 @@ def test_bad_config_name_is_explained(benchmark):
 
 
 def test_ska_benchmark_runs(tmp_path, monkeypatch):
-    tool = _load_tool('benchmark_ska')
-    monkeypatch.setattr(tool, 'SHAPES', [('tiny', 1, 16, 12, 10)])
-    out = tmp_path / 'ska.json'
-    rows = tool.main(['--warmup', '0', '--iters', '1', '--out', str(out)])
+    ska_tool = tool('analysis_tools/benchmark_ska')
+    monkeypatch.setattr(ska_tool, 'SHAPES', [('tiny', 1, 16, 12, 10)])
+    out = tmp_path / 'out' / 'ska.json'  # the folder is created
+    rows = ska_tool.main(['--warmup', '0', '--iters', '1', '--out', str(out)])
     assert {(r['what'], r['impl']) for r in rows} == {
         ('op', 'ours'), ('op', 'unfold'), ('lsconv', 'ours'), ('lsconv', 'unfold')}
     for r in rows:
@@ -95,11 +87,37 @@ def test_ska_benchmark_runs(tmp_path, monkeypatch):
     op = {r['impl']: r for r in rows if r['what'] == 'op'}
     # the unfold version keeps a 9x copy of the input for backward
     assert op['unfold']['after_forward_mib'] > 3 * op['ours']['after_forward_mib']
-    assert json.loads(out.read_text())['rows'] == rows
+    data = json.loads(out.read_text())
+    assert data['rows'] == rows
+    assert data['command'] == ('python tools/analysis_tools/benchmark_ska.py --warmup 0 '
+                               f'--iters 1 --out {out}')
+    table = ska_tool.format_table(rows)
+    assert table.count('\n') == len(rows) + 1 and '| tiny (1, 16, 12, 10) | SKA op |' in table
 
 
 def test_unfold_reference_matches_op():
-    tool = _load_tool('benchmark_ska')
     from lsnet_mm.ops import ska_reference
     x, w = torch.randn(2, 16, 5, 7), torch.randn(2, 4, 9, 5, 7)
-    torch.testing.assert_close(tool.ska_unfold(x, w), ska_reference(x, w))
+    unfold = tool('analysis_tools/benchmark_ska').ska_unfold
+    torch.testing.assert_close(unfold(x, w), ska_reference(x, w))
+
+
+def test_build_model_from_cfg_reads_no_pretrained_file(tmp_path):
+    """Every Pretrained init_cfg / pretrained= is dropped, at any depth, in a copy."""
+    from mmengine.config import Config
+
+    from lsnet_mm.apis import build_model_from_cfg, drop_pretrained
+    cfg = dict(a=dict(init_cfg=dict(type='Pretrained', checkpoint='x.pth'), k=1),
+               b=[dict(init_cfg=[dict(type='Normal'), dict(type='Pretrained', checkpoint='y')]),
+                  dict(pretrained='z.pth', init_cfg=dict(type='Kaiming'))])
+    assert drop_pretrained(cfg) is cfg
+    assert cfg == dict(a=dict(init_cfg=None, k=1),
+                       b=[dict(init_cfg=None), dict(pretrained=None,
+                                                   init_cfg=dict(type='Kaiming'))])
+    missing = str(tmp_path / 'no_such_file.pth')
+    config = Config(dict(default_scope='mmdet', model=dict(
+        type='LSNet', arch='t', init_cfg=dict(type='Pretrained', checkpoint=missing))))
+    model, scope = build_model_from_cfg(config)
+    model.init_weights()  # would fail reading the missing file
+    assert scope == 'mmdet' and type(model) is LSNet and not model.training
+    assert config.model.init_cfg.checkpoint == missing  # the caller's config is unchanged

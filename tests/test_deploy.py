@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from lsnet_mm import LSNet
-from lsnet_mm.deploy import switch_model_to_deploy
+from lsnet_mm.apis import switch_model_to_deploy
 from lsnet_mm.models.layers import Attention, ConvBN, LSConv, RepVGGDW, Residual
 from lsnet_mm.models.layers.reparam import AttentionDeploy, LSConvDeploy
 

@@ -15,10 +15,15 @@ import pytest
 import torch
 
 import lsnet_mm  # noqa: F401
-from lsnet_mm.detection.convert import convert_mmdet2_checkpoint
-from lsnet_mm.preflight import PreflightError, check_checkpoint_fits
+from lsnet_mm.checkpoint import (
+    CheckpointError,
+    check_state_dict_fits,
+    convert_released_checkpoint,
+    load_state_dict,
+)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONVERTER = osp.join(ROOT, 'tools', 'model_converters', 'convert_checkpoint.py')
 REFERENCE = osp.join(ROOT, 'tests', 'data', 'lsnet_backbone_state_dict.json')
 
 
@@ -52,6 +57,11 @@ def mmdet228_keys(detector):
             keys += _wb(f'roi_head.mask_head.convs.{i}.conv')
         keys += _wb('roi_head.mask_head.upsample') + _wb('roi_head.mask_head.conv_logits')
     return keys
+
+
+def check_fits(model, path):
+    """What tools/test.py's CheckpointCheckHook(strict=True) does with a checkpoint."""
+    check_state_dict_fits(model, load_state_dict(path), path)
 
 
 def build_model(name, **overrides):
@@ -110,7 +120,7 @@ def test_released_checkpoint_loads_directly(tmp_path, name):
     path = str(tmp_path / f'{name}_coco.pth')
     expected = released_checkpoint(name, path)
     model, cfg = build_model(name)
-    check_checkpoint_fits(model, path, cfg)  # raises on any missing/unexpected/mis-shaped key
+    check_fits(model, path)  # raises on any missing/unexpected/mis-shaped key
     load_checkpoint(model, path, map_location='cpu', strict=True)  # what tools/test.py does
     own = model.state_dict()
     assert set(own) == set(expected)
@@ -122,11 +132,11 @@ def test_converter_normalises_released_variants(tmp_path):
     src, dst = str(tmp_path / 'in.pth'), str(tmp_path / 'out.pth')
     released_checkpoint('mask_rcnn_lsnet_t', src, module_prefix='module.', imagenet_tables=True)
     model, cfg = build_model('mask_rcnn_lsnet_t')
-    with pytest.raises(PreflightError, match='tools/convert_checkpoint.py'):
-        check_checkpoint_fits(model, src, cfg)
-    out = convert_mmdet2_checkpoint(src, dst)
+    with pytest.raises(CheckpointError, match='tools/model_converters/convert_checkpoint.py'):
+        check_fits(model, src)
+    out = convert_released_checkpoint(src, dst)
     assert out['backbone.blocks4.3.mixer.m.attention_biases'].shape == (4, 196)
-    check_checkpoint_fits(model, dst, cfg)
+    check_fits(model, dst)
     saved = torch.load(dst, map_location='cpu')  # weights-only (torch default) succeeds
     assert saved['meta']['dataset_meta']['classes'] == COCO_CLASSES
 
@@ -134,14 +144,13 @@ def test_converter_normalises_released_variants(tmp_path):
 def test_converter_cli_verifies_against_config(tmp_path):
     src, dst = str(tmp_path / 'in.pth'), str(tmp_path / 'out.pth')
     released_checkpoint('retinanet_lsnet_t', src, module_prefix='module.')
-    tool = osp.join(ROOT, 'tools', 'convert_checkpoint.py')
-    r = subprocess.run([sys.executable, tool, src, dst, '--config',
+    r = subprocess.run([sys.executable, CONVERTER, src, dst, '--config',
                         osp.join(ROOT, 'configs', 'retinanet_lsnet_t.py')],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert 'no missing, unexpected or mis-shaped keys' in r.stdout
     # the wrong config (other arch) is refused with a non-zero exit
-    r = subprocess.run([sys.executable, tool, src, dst, '--config',
+    r = subprocess.run([sys.executable, CONVERTER, src, dst, '--config',
                         osp.join(ROOT, 'configs', 'retinanet_lsnet_s.py')],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and 'does not fit' in r.stderr
@@ -150,7 +159,7 @@ def test_converter_cli_verifies_against_config(tmp_path):
 def test_keep_backbone_and_neck(tmp_path):
     src, dst = str(tmp_path / 'in.pth'), str(tmp_path / 'out.pth')
     released_checkpoint('retinanet_lsnet_t', src)
-    out = convert_mmdet2_checkpoint(src, dst, keep=('backbone', 'neck'))
+    out = convert_released_checkpoint(src, dst, keep=('backbone', 'neck'))
     assert {k.split('.')[0] for k in out} == {'backbone', 'neck'}
     # a 3-class model takes backbone and neck from it
     from mmengine.runner import load_checkpoint
@@ -170,8 +179,8 @@ def test_wrong_num_classes_is_named(tmp_path, name, implied):
     if name.startswith('mask'):
         over['model.roi_head.mask_head.num_classes'] = 3
     model, cfg = build_model(name, **over)
-    with pytest.raises(PreflightError) as e:
-        check_checkpoint_fits(model, path, cfg)
+    with pytest.raises(CheckpointError) as e:
+        check_fits(model, path)
     msg = str(e.value)
     assert 'number of classes' in msg and f'{key[6:]}=3' in msg
     assert f'implies num_classes={implied}' in msg
@@ -186,10 +195,11 @@ def test_imagenet_to_backbone_file(tmp_path):
           for k, v in sd.items()}
     sd['head.l.weight'] = torch.randn(1000, 384)
     torch.save({'model': sd}, src)
-    r = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'convert_checkpoint.py'), src,
-                        dst, '--imagenet'], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run([sys.executable, CONVERTER, src, dst, '--imagenet'], capture_output=True,
+                       text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     out = torch.load(dst, map_location='cpu')['state_dict']
-    assert 'head.l.weight' not in out and out['blocks4.3.mixer.m.attention_biases'].shape == (4, 196)
+    assert 'head.l.weight' not in out
+    assert out['blocks4.3.mixer.m.attention_biases'].shape == (4, 196)
     missing, unexpected = LSNet('t').load_pretrained(dst)
     assert missing == [] and unexpected == []

@@ -38,7 +38,8 @@ def test_recipe(name):
     assert opt.optimizer.weight_decay == 0.05 and tuple(opt.optimizer.betas) == (0.9, 0.999)
     assert opt.paramwise_cfg.custom_keys['attention_biases'] == dict(decay_mult=0.0)
     warm, steps = cfg.param_scheduler
-    assert (warm.type, warm.start_factor, warm.by_epoch, warm.end) == ('LinearLR', 0.001, False, 500)
+    assert (warm.type, warm.start_factor, warm.by_epoch, warm.end) == \
+        ('LinearLR', 0.001, False, 500)
     assert steps.type == 'MultiStepLR' and steps.milestones == [8, 11]
     assert cfg.train_cfg.max_epochs == 12
     assert cfg.train_dataloader.batch_size == 2 and cfg.auto_scale_lr.base_batch_size == 16
@@ -48,6 +49,13 @@ def test_recipe(name):
     want = ['bbox'] if name.startswith('retinanet') else ['bbox', 'segm']
     assert list(cfg.test_evaluator.metric if isinstance(cfg.test_evaluator.metric, list)
                 else [cfg.test_evaluator.metric]) == want
+    # what the project adds is named in the config, nothing is swapped in by the tools
+    assert cfg.default_hooks.checkpoint.type == 'SafeCheckpointHook'
+    assert cfg.default_hooks.checkpoint.interval == 1
+    assert cfg.train_dataloader.dataset.pipeline[0].type == 'CheckedLoadImageFromFile'
+    # mmdet's DetInferencer looks for LoadImageFromFile in the test pipeline
+    for key in ('val_dataloader', 'test_dataloader'):
+        assert cfg[key].dataset.pipeline[0].type == 'LoadImageFromFile', key
 
 
 def _sample(h, w):

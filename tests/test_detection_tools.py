@@ -1,22 +1,28 @@
 """tools/train.py and tools/test.py on tiny generated COCO data: training then COCO
-evaluation for both detectors, save/resume, a 2-process gloo run, and the early errors."""
+evaluation for both detectors, --out / --show-dir, the dumped config, save/resume, a
+2-process gloo run, strict checkpoints for tools/test.py and --resume, and the early
+errors."""
+import argparse
+import glob
 import json
 import os
 import os.path as osp
+import re
 import shutil
 import subprocess
 import sys
 import uuid
 
+import cv2
 import pytest
 import torch
 
 import lsnet_mm  # noqa: F401
-from lsnet_mm.detection import ImageDecodeError, make_demo_coco
-from lsnet_mm.preflight import PreflightError
-from product_helpers import MASK, RETINA, ROOT, tool
-
-
+from lsnet_mm.checkpoint import CheckpointError
+from lsnet_mm.datasets import ImageDecodeError
+from lsnet_mm.datasets.demo.coco_shapes import make_demo_coco
+from lsnet_mm.utils.preflight import PreflightError
+from product_helpers import MASK, RETINA, ROOT, record_start_weights, run_log, tool
 
 train_tool, test_tool = tool('train'), tool('test')
 
@@ -108,6 +114,57 @@ def test_checkpoint_is_weights_only_loadable(trained):
     assert c['meta']['dataset_meta']['classes'] == ('circle', 'square', 'triangle')
 
 
+def test_show_dir_saves_pictures(data, trained, tmp_path):
+    """--show-dir (as mmdet's test.py): one picture per test image, under the run's
+    timestamped folder of the work dir."""
+    cfg, _, ckpt = trained['retinanet']
+    wd = str(tmp_path / 'wd')
+    test_tool.main([cfg, ckpt, '--work-dir', wd, '--show-dir', 'vis',
+                    '--cfg-options', *opts(data, score_thr='retinanet')])
+    pictures = sorted(glob.glob(osp.join(wd, '*', 'vis', '*.png')))
+    assert [osp.basename(p) for p in pictures] == ['000000.png', '000001.png']
+    # the 96 px test image twice: ground truth (left) next to the prediction (right)
+    assert cv2.imread(pictures[0]).shape == (96, 192, 3)
+
+
+def _parse_opts(options):
+    from mmengine.config import DictAction
+    p = argparse.ArgumentParser()
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return p.parse_args(['--cfg-options', *options]).cfg_options
+
+
+@pytest.mark.parametrize('name', ['retinanet', 'mask_rcnn'])
+def test_dumped_config_is_what_the_user_wrote(data, trained, name):
+    """The config the runner dumps into the work dir is the user's config with the
+    --cfg-options merged: the checkpoint hook is the SafeCheckpointHook the config
+    names, nothing is swapped in behind the user's back; it builds again as is."""
+    from mmengine.config import Config
+    cfg, wd, _ = trained[name]
+    dumped = Config.fromfile(osp.join(wd, osp.basename(cfg)))
+    written = Config.fromfile(cfg)
+    written.merge_from_dict(_parse_opts(opts(data)))
+    assert dumped.default_hooks == written.default_hooks
+    assert dumped.default_hooks.checkpoint.type == 'SafeCheckpointHook'
+    assert dumped.get('custom_hooks', []) == written.get('custom_hooks', [])
+    assert dumped.model == written.model
+
+
+def test_users_plain_checkpoint_hook_is_kept(data, tmp_path):
+    """A user who names mmengine's own CheckpointHook gets it: tools/train.py does not
+    swap in SafeCheckpointHook (the run's hook list and the dumped config say so)."""
+    from mmengine.config import Config
+    wd = str(tmp_path / 'wd')
+    train_tool.main([RETINA, '--work-dir', wd, '--cfg-options', *opts(data),
+                     'default_hooks.checkpoint.type=CheckpointHook'])
+    assert Config.fromfile(osp.join(wd, osp.basename(RETINA))).default_hooks.checkpoint.type \
+        == 'CheckpointHook'
+    log = run_log(wd)
+    assert re.search(r'\(VERY_LOW\s*\)\s+CheckpointHook', log)
+    assert not re.search(r'\)\s+SafeCheckpointHook', log)
+    assert osp.isfile(osp.join(wd, 'epoch_1.pth'))
+
+
 def _scalar_iters(wd):
     """Training iterations logged by the newest run in a work dir."""
     runs = sorted(d for d in os.listdir(wd) if osp.isdir(osp.join(wd, d, 'vis_data')))
@@ -151,7 +208,8 @@ def _free_port():
 def test_two_process_gloo(data, tmp_path):
     """torchrun with 2 CPU processes: mmengine's pytorch launcher over gloo, sharded data."""
     wd = str(tmp_path / 'dist')
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
+    env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
+    env.pop('PYTHONPATH', None)  # the installed package
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
            f'--master_port={_free_port()}', osp.join(ROOT, 'tools', 'train.py'), RETINA,
            '--launcher', 'pytorch', '--work-dir', wd,
@@ -205,7 +263,7 @@ def test_missing_pretrained_names_path_and_source(tmp_path, monkeypatch):
 
 def test_missing_demo_data_says_how_to_generate(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(PreflightError, match='tools/make_demo_data.py'):
+    with pytest.raises(PreflightError, match='lsnet_mm.datasets.demo.coco_shapes'):
         train_tool.main([RETINA])
 
 
@@ -217,9 +275,10 @@ def test_dataset_and_model_classes_disagree(data, tmp_path):
 
 
 def test_checkpoint_for_other_classes_is_refused(data, trained, tmp_path):
+    """tools/test.py stays strict (CheckpointCheckHook(strict=True))."""
     cfg, _, ckpt = trained['mask_rcnn']
     five = "['a','b','c','d','e']"
-    with pytest.raises(PreflightError) as e:
+    with pytest.raises(CheckpointError) as e:
         test_tool.main([cfg, ckpt, '--work-dir', str(tmp_path), '--cfg-options', *opts(data),
                         'model.roi_head.bbox_head.num_classes=5',
                         'model.roi_head.mask_head.num_classes=5',
@@ -228,24 +287,87 @@ def test_checkpoint_for_other_classes_is_refused(data, trained, tmp_path):
     assert 'different number of classes' in msg and 'implies num_classes=3' in msg
 
 
+TWO = "train_dataloader.dataset.metainfo.classes=['circle','square']"
+
+
+def test_test_tool_exits_2_naming_the_mismatch(data, trained, tmp_path):
+    """On the command line the strict refusal is one 'error: ...' line and exit code 2."""
+    cfg, _, ckpt = trained['retinanet']
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    r = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'test.py'), cfg, ckpt,
+                        '--work-dir', str(tmp_path), '--cfg-options', *opts(data),
+                        'model.bbox_head.num_classes=2', TWO.replace('train_', 'test_')],
+                       capture_output=True, text=True, cwd=str(tmp_path), env=env, timeout=300)
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    assert 'Traceback' not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith('error: checkpoint ')
+    assert 'bbox_head.retina_cls.weight (27, 64, 3, 3) in the checkpoint' in r.stderr
+    assert 'bbox_head.num_classes=2, the checkpoint implies num_classes=3' in r.stderr
+
+
+def test_resume_is_strict(data, trained, tmp_path):
+    """--resume needs the exact model (unlike load_from, which fine-tunes)."""
+    cfg, _, ckpt = trained['retinanet']
+    with pytest.raises(CheckpointError) as e:
+        train_tool.main([cfg, '--work-dir', str(tmp_path), '--resume', ckpt,
+                         '--cfg-options', *opts(data, max_epochs=2),
+                         'model.bbox_head.num_classes=2', TWO])
+    msg = str(e.value)
+    assert msg.startswith(f'resume checkpoint {ckpt!r} was trained for a different number')
+    assert 'bbox_head.num_classes=2' in msg
+    assert not osp.exists(osp.join(str(tmp_path), 'epoch_2.pth'))
+
+
+def test_load_from_other_classes_fine_tunes_mask_rcnn(data, trained, tmp_path, monkeypatch):
+    """load_from (non-strict, as mmengine): the 3-class Mask R-CNN checkpoint starts a
+    2-class run; the warning names the classifiers and the other tensors left out."""
+    _, _, ckpt = trained['mask_rcnn']
+    sd = torch.load(ckpt, map_location='cpu')['state_dict']
+    start = record_start_weights(monkeypatch, train_tool)
+    wd = str(tmp_path / 'ft')
+    train_tool.main([MASK, '--work-dir', wd, '--cfg-options', *opts(data), f'load_from={ckpt}',
+                     'model.roi_head.bbox_head.num_classes=2',
+                     'model.roi_head.mask_head.num_classes=2', TWO])
+    assert torch.load(osp.join(wd, 'epoch_1.pth'), map_location='cpu')['meta']['iter'] == 2
+    (loaded,) = start
+    skipped = {'roi_head.bbox_head.fc_cls', 'roi_head.bbox_head.fc_reg',
+               'roi_head.mask_head.conv_logits'}
+    for k, v in loaded.items():
+        if k.rsplit('.', 1)[0] in skipped:
+            assert v.shape != sd[k].shape, k
+        else:
+            assert torch.equal(v, sd[k]), k
+    log = run_log(wd)
+    assert 'fine-tuning on other classes' in log
+    # softmax classifier: classes + background
+    assert re.search(r'roi_head\.bbox_head\.fc_cls\.weight \(4, \d+\) in the checkpoint '
+                     r'vs \(3, \d+\) in the model \(roi_head\.bbox_head\.num_classes=2, the '
+                     r'checkpoint implies num_classes=3\)', log)
+    assert re.search(r'roi_head\.mask_head\.conv_logits\.weight \(3, \d+, 1, 1\) in the '
+                     r'checkpoint vs \(2, \d+, 1, 1\)', log)
+    assert "also not loaded (other shape): ['roi_head.bbox_head.fc_reg.weight'" in log
+
+
 def test_missing_checkpoint(data, tmp_path):
     with pytest.raises(PreflightError, match='checkpoint not found'):
         test_tool.main([RETINA, str(tmp_path / 'nope.pth'), '--cfg-options', *opts(data)])
 
 
 @pytest.mark.parametrize('content', [b'', b'this is not a PNG file', 'truncated'])
-def test_undecodable_image_is_named(data, trained, tmp_path, content):
+def test_undecodable_image_is_named(data, tmp_path, content):
+    """The training pipeline's CheckedLoadImageFromFile names the file it cannot decode
+    (the test pipelines keep mmcv's LoadImageFromFile, which DetInferencer needs)."""
     bad = str(tmp_path / 'data')
     shutil.copytree(data, bad)
-    victim = osp.join(bad, 'val', '000001.png')
+    victim = sorted(glob.glob(osp.join(bad, 'train', '*.png')))[1]
     if content == 'truncated':
         with open(victim, 'rb') as f:
             content = f.read()[:200]
     with open(victim, 'wb') as f:
         f.write(content)
-    cfg, _, ckpt = trained['retinanet']
     with pytest.raises(ImageDecodeError) as e:
-        test_tool.main([cfg, ckpt, '--work-dir', str(tmp_path), '--cfg-options', *opts(bad)])
+        train_tool.main([RETINA, '--work-dir', str(tmp_path / 'wd'),
+                         '--cfg-options', *opts(bad), 'train_dataloader.batch_size=4'])
     assert victim in str(e.value) and 'decode' in str(e.value)
 
 

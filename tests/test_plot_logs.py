@@ -11,7 +11,7 @@ import pytest
 
 from product_helpers import SEG, seg_opts, tiny_ade, tool
 
-plot_logs, train_tool = tool('plot_logs'), tool('train')
+plot_logs, train_tool = tool('analysis_tools/plot_logs'), tool('train')
 LINES = [(180, 119, 31), (14, 127, 255)]  # matplotlib's first two line colours, BGR
 
 

@@ -1,13 +1,12 @@
 """`custom_imports=dict(imports=['lsnet_mm'])` makes the modules buildable from mmdet and
-mmseg configs (checked in a fresh interpreter, where nothing was imported before)."""
+mmseg configs (checked in a fresh interpreter, where nothing was imported before, with
+the installed package: no PYTHONPATH, run outside the repository)."""
 import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = textwrap.dedent('''
     import sys, torch
@@ -27,6 +26,12 @@ SCRIPT = textwrap.dedent('''
     assert type(backbone).__name__ == 'LSNet' and backbone.arch == 's'
     with torch.no_grad():
         outs = neck(backbone.eval()(torch.randn(1, 3, 128, 128)))
+    # what the configs name besides the model: hooks, the DDP wrapper, transforms
+    from mmengine.registry import HOOKS, MODEL_WRAPPERS, TRANSFORMS
+    for name in ('SafeCheckpointHook', 'CheckpointCheckHook', 'LSNetDeployHook'):
+        assert HOOKS.get(name) is not None, name
+    assert MODEL_WRAPPERS.get('CPUFallbackDDP') is not None
+    assert TRANSFORMS.get('CheckedLoadImageFromFile') is not None
     print('BUILT', type(neck).__name__, len(outs))
 ''')
 
@@ -41,7 +46,7 @@ CONFIG = textwrap.dedent('''
 def test_build_through_custom_imports(tmp_path, library):
     cfg = tmp_path / 'cfg.py'
     cfg.write_text(CONFIG)
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     r = subprocess.run([sys.executable, '-c', SCRIPT, library, str(cfg)], capture_output=True,
                        text=True, env=env, cwd=str(tmp_path), timeout=300)
     assert 'BUILT LSNetFPN 4' in r.stdout, r.stdout + r.stderr

@@ -30,7 +30,6 @@ train_tool = tool('train')
 CHILD = r'''
 import importlib.util, os, signal, sys, time
 root, mode, marker = sys.argv[1:4]
-sys.path.insert(0, root)
 import torch
 torch.set_num_threads(int(os.environ.get('LSNET_TEST_THREADS', '2')))
 spec = importlib.util.spec_from_file_location('train_tool', os.path.join(root, 'tools', 'train.py'))
@@ -90,8 +89,8 @@ def run_child(tmp_path, mode, wd, opts):
     script.write_text(CHILD)
     marker = str(tmp_path / f'{mode}.marker')
     log = open(tmp_path / f'{mode}.log', 'w')
-    env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED='1',
-               LSNET_TEST_THREADS=str(torch.get_num_threads()))
+    env = dict(os.environ, PYTHONUNBUFFERED='1', LSNET_TEST_THREADS=str(torch.get_num_threads()))
+    env.pop('PYTHONPATH', None)  # lsnet_mm is installed (editable) in the environment
     proc = subprocess.Popen([sys.executable, str(script), ROOT, mode, marker, RETINA,
                              '--work-dir', wd, '--cfg-options', *opts],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -187,8 +186,7 @@ def test_kill_while_saving_keeps_last_good_checkpoint(data, tmp_path):
 def test_resume_skips_unreadable_last_checkpoint(data, tmp_path):
     """last_checkpoint naming a truncated file: resume from the newest one that loads,
     with a warning; all unreadable: an error, not a silent restart from scratch."""
-    from lsnet_mm.checkpoint import CheckpointError
-    from lsnet_mm.safe_checkpoint import find_resume_checkpoint
+    from lsnet_mm.checkpoint import CheckpointError, find_resume_checkpoint
     wd = str(tmp_path)
     good = osp.join(wd, 'epoch_1.pth')
     torch.save(dict(state_dict={'w': torch.zeros(2)}, meta=dict(epoch=1, iter=2)), good)

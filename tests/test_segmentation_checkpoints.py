@@ -19,7 +19,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
 import lsnet_mm  # noqa: F401
-from lsnet_mm.preflight import PreflightError, check_checkpoint_fits
+from lsnet_mm.checkpoint import CheckpointError, check_state_dict_fits, load_state_dict
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 REFERENCE = osp.join(ROOT, 'tests', 'data', 'lsnet_backbone_state_dict.json')
@@ -101,7 +101,8 @@ def test_released_mmseg030_checkpoint_loads_without_missing_or_unexpected_keys(t
     own = model.state_dict()
     # the key sets are the same (index buffers are the model's own, also in the file)
     assert set(sd) == set(own), (sorted(set(sd) - set(own))[:5], sorted(set(own) - set(sd))[:5])
-    check_checkpoint_fits(model, path, cfg)  # the check tools/test.py runs: no error
+    # the check tools/test.py runs (CheckpointCheckHook(strict=True)): no error
+    check_state_dict_fits(model, load_state_dict(path), path)
     # strict loading (raises on any missing or unexpected key or shape mismatch),
     # weights-only reading of a file with mmseg 0.30's meta and optimizer entries
     ckpt = load_checkpoint(model, path, map_location='cpu', strict=True)
@@ -117,8 +118,9 @@ def test_checkpoint_for_other_number_of_classes_is_refused(tmp_path):
     path = str(tmp_path / 'ade150.pth')
     make_mmseg030_checkpoint(path, 't', num_classes=150)
     cfg, model = build_model('t', num_classes=6)
-    with pytest.raises(PreflightError) as e:
-        check_checkpoint_fits(model, path, cfg)
+    with pytest.raises(CheckpointError) as e:
+        check_state_dict_fits(model, load_state_dict(path), path)
     msg = str(e.value)
     assert 'different number of classes' in msg and 'decode_head.conv_seg' in msg
-    assert 'model.decode_head.num_classes=6' in msg and 'num_classes=150' in msg
+    assert 'decode_head.num_classes=6' in msg and 'implies num_classes=150' in msg
+    assert path in msg

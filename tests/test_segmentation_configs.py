@@ -55,6 +55,9 @@ def test_recipe(arch):
     assert cfg.train_cfg.max_iters == 40000 and cfg.train_cfg.type == 'IterBasedTrainLoop'
     assert cfg.val_evaluator.type == 'IoUMetric' and cfg.val_evaluator.iou_metrics == ['mIoU']
     assert cfg.model_wrapper_cfg.type == 'CPUFallbackDDP'
+    hook = cfg.default_hooks.checkpoint
+    assert (hook.type, hook.by_epoch, hook.interval) == ('SafeCheckpointHook', False, 4000)
+    assert cfg.test_dataloader.dataset.pipeline[0].type == 'LoadImageFromFile'
 
 
 @pytest.mark.parametrize('arch', list(ARCHS))
@@ -87,9 +90,9 @@ def test_builds_and_runs_forward(arch):
 def test_sync_bn_head_trains_on_cpu_without_distributed():
     """The head's SyncBN runs a training step on CPU outside a process group (PyTorch
     falls back to batch norm; the Runner also reverts it, see test_segmentation_tools)."""
+    from mmengine.structures import PixelData
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
-    from mmengine.structures import PixelData
     init_default_scope('mmseg')
     cfg = load('t')
     cfg.model.backbone.init_cfg = None

@@ -3,7 +3,6 @@ ADE20K-layout data: training then mmseg IoUMetric evaluation, checkpoint round t
 resume, a released-format checkpoint through tools/test.py, SyncBN on CPU, and the
 early errors (missing data or pretrained file, bad label values, class counts)."""
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -16,28 +15,19 @@ import pytest
 import torch
 
 import lsnet_mm  # noqa: F401
-from lsnet_mm.datasets import DEMO_CLASSES, SegLabelError
-from lsnet_mm.datasets.demo_ade import generate
-from lsnet_mm.preflight import PreflightError
-
+from lsnet_mm.checkpoint import CheckpointError
+from lsnet_mm.datasets import SegLabelError
+from lsnet_mm.datasets.demo.ade_scenes import DEMO_CLASSES, generate
+from lsnet_mm.utils.preflight import PreflightError
+from product_helpers import ROOT, record_start_weights, run_log, tool
 from test_segmentation_checkpoints import make_mmseg030_checkpoint
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join(ROOT, 'configs', 'demo', 'fpn_lsnet_t_demo.py')
 FPN_T = osp.join(ROOT, 'configs', 'fpn_lsnet_t_ade20k.py')
 CLASSES_OPT = '[' + ','.join(DEMO_CLASSES) + ']'  # a list for --cfg-options
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'lsnet_seg_tool_{name}',
-                                                  osp.join(ROOT, 'tools', f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-train_tool, test_tool = _tool('train'), _tool('test')
+train_tool, test_tool = tool('train'), tool('test')
 
 
 @pytest.fixture(scope='module')
@@ -117,10 +107,10 @@ def test_train_then_test_reports_miou_macc_aacc(data, trained, tmp_path):
 
 
 def test_checkpoint_round_trip_and_resume(data, trained, tmp_path):
-    from mmengine.runner import load_checkpoint
-    from mmseg.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
+    from mmengine.runner import load_checkpoint
+    from mmseg.registry import MODELS
     wd, model = trained
     ckpt_path = osp.join(wd, 'iter_24.pth')
     init_default_scope('mmseg')
@@ -149,6 +139,71 @@ def test_checkpoint_round_trip_and_resume(data, trained, tmp_path):
     assert opt_steps == {24.0}
 
 
+def test_dumped_config_keeps_the_users_checkpoint_hook(trained):
+    """The config the runner dumps is the user's: SafeCheckpointHook because the config
+    names it, with the --cfg-options given; nothing swapped in by tools/train.py."""
+    from mmengine.config import Config
+    wd, _ = trained
+    dumped = Config.fromfile(osp.join(wd, osp.basename(DEMO)))
+    written = Config.fromfile(DEMO)
+    written.default_hooks.checkpoint.update(interval=12, max_keep_ckpts=3)  # demo_opts
+    assert dumped.default_hooks.checkpoint == written.default_hooks.checkpoint
+    assert dumped.default_hooks.checkpoint.type == 'SafeCheckpointHook'
+    assert dumped.get('custom_hooks', []) == written.get('custom_hooks', [])
+
+
+def test_out_writes_label_maps(data, trained, tmp_path):
+    """--out DIR (as mmseg's test.py): one PNG label map per test image, at the image's
+    size, with the class indices shifted back by reduce_zero_label (1..6)."""
+    wd, _ = trained
+    out = str(tmp_path / 'pred')
+    metrics = test_tool.main([DEMO, osp.join(wd, 'iter_24.pth'), '--out', out,
+                              '--work-dir', str(tmp_path / 'wd'),
+                              '--cfg-options', *demo_opts(data)])
+    assert_seg_metrics(metrics)  # still evaluated
+    images = sorted(glob.glob(osp.join(data, 'images', 'validation', '*.jpg')))
+    names = sorted(os.listdir(out))
+    assert names == [osp.splitext(osp.basename(p))[0] + '.png' for p in images]
+    for name, img in zip(names, images):
+        pred = cv2.imread(osp.join(out, name), cv2.IMREAD_UNCHANGED)
+        assert pred.shape == cv2.imread(img).shape[:2]
+        assert set(np.unique(pred)) <= set(range(1, len(DEMO_CLASSES) + 1))
+
+
+def test_load_from_other_classes_fine_tunes(data, tmp_path, monkeypatch):
+    """load_from a 150-class ADE20K checkpoint into a 6-class config: trains (mmengine's
+    non-strict loading), warns naming the classifier that is skipped, starts from the
+    checkpoint's backbone, neck and the rest of the head."""
+    ckpt = _released_ckpt(tmp_path)
+    sd = torch.load(ckpt, map_location='cpu')['state_dict']
+    start = record_start_weights(monkeypatch, train_tool)
+    wd = str(tmp_path / 'ft')
+    name = f's{uuid.uuid4().hex[:12]}'
+    opts = [o for o in data_opts(data) if not o.startswith('val_')] + [
+        f'train_dataloader.dataset.metainfo.classes={CLASSES_OPT}',
+        f'experiment_name={name}', f'visualizer.name={name}', f'load_from={ckpt}',
+        'model.backbone.init_cfg=None', 'model.decode_head.num_classes=6',
+        'train_cfg.max_iters=2', 'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
+        'param_scheduler.0.end=2', 'default_hooks.logger.interval=1',
+        'model.data_preprocessor.size=(64,64)', 'train_dataloader.batch_size=2',
+        'train_dataloader.dataset.pipeline.2.scale=(128,96)',
+        'train_dataloader.dataset.pipeline.3.crop_size=(64,64)']
+    model = train_tool.main([FPN_T, '--work-dir', wd, '--cfg-options', *opts])
+    assert torch.load(osp.join(wd, 'iter_2.pth'), map_location='cpu')['meta']['iter'] == 2
+    (loaded,) = start
+    assert loaded['decode_head.conv_seg.weight'].shape[0] == 6
+    for k, v in loaded.items():
+        if not k.startswith('decode_head.conv_seg.'):
+            assert torch.equal(v, sd[k]), k  # everything else came from the checkpoint
+    # trained: the weights moved away from the checkpoint's
+    assert not torch.equal(model.state_dict()['neck.fpn_convs.0.conv.weight'],
+                           sd['neck.fpn_convs.0.conv.weight'])
+    log = run_log(wd)
+    assert 'fine-tuning on other classes' in log
+    assert 'decode_head.conv_seg.weight (150, 128, 1, 1) in the checkpoint' in log
+    assert 'decode_head.num_classes=6' in log
+
+
 def test_released_format_checkpoint_through_test_tool(data, tmp_path):
     """A 150-class mmseg 0.30 checkpoint evaluated with the real LSNet-T config (the
     paper's test resize) on the demo data, whose label maps use ADE20K's ids."""
@@ -174,7 +229,7 @@ def test_missing_dataset_is_named_with_how_to_get_it(tmp_path):
     with pytest.raises(PreflightError) as e:
         test_tool.main([DEMO, str(tmp_path / 'x.pth'), '--work-dir', str(tmp_path / 'wd'),
                         '--cfg-options', *data_opts(missing)])
-    assert missing in str(e.value) and 'lsnet_mm.datasets.demo_ade' in str(e.value)
+    assert missing in str(e.value) and 'lsnet_mm.datasets.demo.ade_scenes' in str(e.value)
 
     # the dataset itself (for runs that bypass the tools) says the same
     from mmengine.registry import init_default_scope
@@ -234,7 +289,7 @@ def _released_ckpt(tmp_path):
 def test_class_count_mismatches_are_refused(data, tmp_path):
     # config (150 classes) vs checkpoint: the demo data seen as 6 ADE20K classes
     opts = data_opts(data) + [f'{k}.dataset.metainfo.classes={CLASSES_OPT}' for k in LOADERS]
-    with pytest.raises(PreflightError) as e:
+    with pytest.raises(CheckpointError) as e:
         test_tool.main([FPN_T, _released_ckpt(tmp_path), '--work-dir', str(tmp_path / 'wd'),
                         '--cfg-options', *opts, 'model.decode_head.num_classes=6'])
     msg = str(e.value)
@@ -252,9 +307,9 @@ def test_sync_bn_falls_back_to_bn_in_cpu_process_group(tmp_path):
     DDP refuses a CPU module with SyncBN; the configs' CPUFallbackDDP reverts it to BN
     (sharing the parameters) and wraps without device ids, as the Runner builds it."""
     import torch.distributed as dist
+    from mmengine.config import Config
     from mmengine.model import MMDistributedDataParallel
     from mmengine.registry import MODEL_WRAPPERS
-    from mmengine.config import Config
     assert not dist.is_initialized()
     dist.init_process_group('gloo', init_method=f'file://{tmp_path / "pg"}', rank=0,
                             world_size=1)

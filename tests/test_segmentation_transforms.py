@@ -10,8 +10,8 @@ import pytest
 from mmengine.config import Config
 
 import lsnet_mm  # noqa: F401
-from lsnet_mm.datasets import DEMO_ADE_IDS, DEMO_CLASSES, AlignResize, align_resize_shape
-from lsnet_mm.datasets.demo_ade import generate
+from lsnet_mm.datasets import AlignResize, align_resize_shape
+from lsnet_mm.datasets.demo.ade_scenes import DEMO_ADE_IDS, DEMO_CLASSES, generate
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
