@@ -9,7 +9,19 @@ the last class). ``CheckedADE20KDataset`` takes the same arguments and raises:
 * ``FileNotFoundError`` naming the missing image/annotation folder (or the missing
   annotation files) and how to get ADE20K;
 * :class:`SegLabelError` naming the label map file and the offending values as
-  stored in the file, the first time that file is loaded (train, val or test).
+  stored in the file, the first time that file is loaded (train, val or test);
+* :class:`SegLabelError` naming the image and the label map when the label map has
+  another size than its image (mmseg trains on misaligned crops, or fails at
+  validation with an IndexError that names no file);
+* :class:`~lsnet_mm.datasets.transforms.ImageDecodeError` naming the image or label
+  map that cannot be read, whatever transform of the pipeline loads it (mmcv's
+  ``LoadImageFromFile`` and mmseg's ``LoadAnnotations`` fail on an empty or
+  non-image file with OpenCV or PIL errors that name no file); other errors of the
+  pipeline get a note naming the sample's files.
+
+``tools/train.py`` and ``tools/test.py`` check every file before the run starts
+(:mod:`lsnet_mm.datasets.dataset_check`); these errors cover files that change
+afterwards and runs started by mmseg's own tools.
 """
 import os
 import os.path as osp
@@ -18,6 +30,9 @@ import mmcv
 import numpy as np
 from mmengine.registry import DATASETS
 from mmseg.datasets import ADE20KDataset
+
+from .dataset_check import loaded_size, read_image_header, unreadable
+from .transforms.loading import ImageDecodeError
 
 ADE20K_HELP = (
     'ADE20K (SceneParsing, ADEChallengeData2016) is expected in mmseg\'s layout: '
@@ -87,9 +102,18 @@ class CheckedADE20KDataset(ADE20KDataset):
             Any: The output of the pipeline, as mmseg's dataset gives it.
 
         Raises:
-            SegLabelError: The label map holds values outside the classes.
+            SegLabelError: The label map holds values outside the classes, or has
+                another size than its image.
+            ImageDecodeError: The image or the label map cannot be read.
         """
-        data = super().prepare_data(idx)
+        self._check_size(idx)
+        try:
+            data = super().prepare_data(idx)
+        except (SegLabelError, ImageDecodeError):
+            raise
+        except Exception as e:
+            self._name_files(idx, e)
+            raise
         samples = data.get('data_samples') if isinstance(data, dict) else None
         gt = getattr(samples, 'gt_sem_seg', None)
         if gt is not None:
@@ -99,6 +123,56 @@ class CheckedADE20KDataset(ADE20KDataset):
             if bool(bad.any()) or bool((labels < 0).any()):
                 self._raise_label_error(samples.metainfo.get('seg_map_path'), num_classes)
         return data
+
+    def _name_files(self, idx, error):
+        """Name the file of sample ``idx`` that failed to load.
+
+        Raises an ImageDecodeError naming the image or label map that cannot be read;
+        when both read, adds a note naming them to ``error`` (the caller re-raises it).
+        """
+        info = self.get_data_info(idx)
+        files = (('image', info.get('img_path')), ('label map', info.get('seg_map_path')))
+        for what, path in files:
+            why = unreadable(path) if path else None
+            if why:
+                raise ImageDecodeError(
+                    f'could not load the {what} {path!r} (sample {idx} of '
+                    f'{type(self).__name__}): {why}; the pipeline failed with '
+                    f'{type(error).__name__}: {str(error).strip() or "no details"}. Generate or '
+                    f'download the file again, or remove the image and its label map.'
+                ) from error
+        where = ', '.join(f'{what} {path!r}' for what, path in files if path)
+        note = f'while loading sample {idx} of {type(self).__name__}: {where}'
+        if hasattr(error, 'add_note'):  # Python >= 3.11
+            error.add_note(note)
+        else:  # pragma: no cover - older Python: the note goes into a new error
+            raise RuntimeError(f'{note}: {type(error).__name__}: {error}') from error
+
+    def _check_size(self, idx):
+        """Raise SegLabelError if sample ``idx``'s label map is not its image's size.
+
+        The file headers are compared (a small fraction of the time the pipeline takes
+        to decode them), once per sample; mmseg's transforms would rescale or crop the
+        two to the same shape and train on misaligned labels.
+        """
+        checked = self.__dict__.setdefault('_sizes_checked', set())
+        if idx in checked:
+            return
+        info = self.get_data_info(idx)
+        img, seg = info.get('img_path'), info.get('seg_map_path')
+        if seg is None:
+            return
+        try:
+            img_size = loaded_size(read_image_header(img))
+            seg_size = read_image_header(seg)[:2]
+        except (OSError, ValueError):  # unreadable: the pipeline's loader names the file
+            return
+        if tuple(img_size) != tuple(seg_size):
+            raise SegLabelError(
+                f'label map {seg!r} is {seg_size[0]}x{seg_size[1]} but its image {img!r} is '
+                f'{img_size[0]}x{img_size[1]} (width x height). Each label map must have '
+                f'its image\'s size: regenerate it, or pair it with the right image.')
+        checked.add(idx)
 
     def _raise_label_error(self, path, num_classes):
         """Name the values *as stored in the file* that map outside the classes."""

@@ -10,6 +10,9 @@ how to fix it:
 * :func:`check_num_classes` - the head's ``num_classes`` agree with the dataset classes;
 * :func:`check_dataset_not_empty` - the training / test set holds samples.
 
+The content of the datasets (annotation files, image headers, label map sizes, class
+names) is checked by :func:`lsnet_mm.datasets.dataset_check.check_datasets`.
+
 Checkpoints are checked against the model by
 :class:`~lsnet_mm.engine.hooks.CheckpointCheckHook` when the runner loads them.
 """
@@ -45,30 +48,66 @@ class PreflightError(RuntimeError):
     """A run that cannot succeed, caught before it starts; the message says why and the fix."""
 
 
-def _is_remote(path):
+def is_remote(path):
+    """Whether a path names a remote file (a URL or a storage backend's prefix).
+
+    Args:
+        path (str): A path from the config.
+
+    Returns:
+        bool: True for ``http://``, ``s3://``, ``open-mmlab://``, ... paths.
+    """
     return isinstance(path, str) and path.startswith(REMOTE_PREFIXES)
 
 
 def _join(root, path):
-    if not root or osp.isabs(path) or _is_remote(path):
+    if not root or osp.isabs(path) or is_remote(path):
         return path
     return osp.join(root, path)
 
 
-def _leaf_datasets(ds):
-    """Datasets inside wrappers (RepeatDataset, ClassBalancedDataset, ConcatDataset, ...)."""
+def leaf_datasets(ds):
+    """The dataset configs inside dataset wrappers, in order.
+
+    Args:
+        ds (dict | None): A dataloader's ``dataset`` config: a dataset, or a wrapper
+            (``RepeatDataset``, ``ClassBalancedDataset``, ``MultiImageMixDataset``: key
+            ``dataset``; ``ConcatDataset``: key ``datasets``), possibly nested.
+
+    Returns:
+        list[dict]: The configs of the datasets themselves (no wrappers).
+    """
     if not isinstance(ds, dict):
         return []
     if isinstance(ds.get('datasets'), (list, tuple)):
-        return [leaf for d in ds['datasets'] for leaf in _leaf_datasets(d)]
+        return [leaf for d in ds['datasets'] for leaf in leaf_datasets(d)]
     if isinstance(ds.get('dataset'), dict):
-        return _leaf_datasets(ds['dataset'])
+        return leaf_datasets(ds['dataset'])
     return [ds]
 
 
-def _dataloader_keys(phase):
-    return {'train': ['train_dataloader', 'val_dataloader'],
+
+def phase_dataloaders(cfg, phase):
+    """The dataloaders a phase uses, as (config key, dataloader config) pairs.
+
+    Args:
+        cfg (mmengine.Config): The config.
+        phase (str): ``'train'``: the train dataloader and the val dataloader (the
+            latter only when a val loop is configured, ``val_cfg``); ``'test'``: the
+            test dataloader.
+
+    Returns:
+        list[tuple[str, dict]]: The configured dataloaders (missing ones left out).
+    """
+    keys = {'train': ['train_dataloader', 'val_dataloader'],
             'test': ['test_dataloader']}[phase]
+    out = []
+    for key in keys:
+        loader = cfg.get(key)
+        if not loader or (key == 'val_dataloader' and not cfg.get('val_cfg')):
+            continue
+        out.append((key, loader))
+    return out
 
 
 def check_data(cfg, phase='train'):
@@ -78,14 +117,11 @@ def check_data(cfg, phase='train'):
     configured), ``'test'`` the test dataloader.
     """
     problems = {}  # message -> dataloaders it concerns
-    for key in _dataloader_keys(phase):
-        loader = cfg.get(key)
-        if not loader or (key == 'val_dataloader' and not cfg.get('val_cfg')):
-            continue
-        for ds in _leaf_datasets(loader.get('dataset')):
+    for key, loader in phase_dataloaders(cfg, phase):
+        for ds in leaf_datasets(loader.get('dataset')):
             backend = (ds.get('backend_args') or {}).get('backend', 'local')
             root = ds.get('data_root') or ''
-            if backend != 'local' or _is_remote(root):
+            if backend != 'local' or is_remote(root):
                 continue
             missing = []
             if root and not osp.isdir(root):
@@ -140,7 +176,7 @@ def check_pretrained(cfg):
     """
     problems = []
     for where, ckpt in _pretrained_entries(cfg.get('model', {})):
-        if _is_remote(ckpt) or osp.isfile(ckpt):
+        if is_remote(ckpt) or osp.isfile(ckpt):
             continue
         name = osp.basename(ckpt)
         m = re.match(r'lsnet_([tsb])\.pth$', name)
@@ -162,7 +198,7 @@ def check_load_from(path, what='checkpoint'):
         path (str | None): ``load_from`` or the tool's checkpoint argument.
         what (str): How the message calls it.
     """
-    if path and not _is_remote(path) and not osp.isfile(path):
+    if path and not is_remote(path) and not osp.isfile(path):
         raise PreflightError(f'{what} not found: {path!r} (cwd {os.getcwd()!r}). Check the path; '
                              f'released LSNet detection checkpoints are listed in '
                              f'docs/detection.md.')
@@ -189,7 +225,7 @@ def _dataset_classes(cfg, loader_key):
     loader = cfg.get(loader_key)
     if not loader:
         return None
-    leaves = _leaf_datasets(loader.get('dataset'))
+    leaves = leaf_datasets(loader.get('dataset'))
     if not leaves:
         return None
     ds = leaves[0]
@@ -229,7 +265,7 @@ def check_num_classes(cfg, loader_key='train_dataloader'):
 
 
 def _empty_dataset_message(cfg, key):
-    ds = (_leaf_datasets((cfg.get(key) or {}).get('dataset')) or [{}])[0]
+    ds = (leaf_datasets((cfg.get(key) or {}).get('dataset')) or [{}])[0]
     where = ' '.join(f'{k}={ds[k]!r}' for k in ('data_root', 'ann_file') if ds.get(k))
     msg = f'{key}: the dataset ({where or "see the config"}) holds no usable sample'
     filt = ds.get('filter_cfg') or {}
