@@ -82,8 +82,11 @@ test_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
-# CheckedADE20KDataset = mmseg's ADE20KDataset + early errors for a missing dataset
-# and for label values outside the classes (lsnet_mm/datasets/ade.py).
+# CheckedADE20KDataset = mmseg's ADE20KDataset + errors that name the files: a missing
+# dataset, label values outside the classes, a label map of another size than its image,
+# and an image or label map that the pipeline's LoadImageFromFile / LoadAnnotations
+# cannot read (lsnet_mm/datasets/ade20k.py). tools/train.py and tools/test.py also check
+# every file before the run (lsnet_mm/datasets/dataset_check.py).
 train_dataloader = dict(
     batch_size=4,
     num_workers=4,
@@ -110,6 +113,11 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=40000, val_interval=4000)
 # atomically (lsnet_mm/engine/hooks/safe_checkpoint_hook.py).
 default_hooks = dict(
     checkpoint=dict(type='SafeCheckpointHook', by_epoch=False, interval=4000, max_keep_ckpts=3))
+# FiniteLossHook: a diverging run (loss or weights NaN/inf) stops at that iteration
+# with an error naming it and the likely causes; no checkpoint of non-finite weights is
+# written. RandomStateHook: checkpoints carry the RNG states, so a resumed run draws
+# what the uninterrupted one drew (docs/robustness.md, "Training and checkpoints").
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='RandomStateHook')]
 # Multi-process runs: mmengine's DDP wrapper; on CPU-only machines (torchrun + gloo) it
 # reverts SyncBN to BN first (lsnet_mm/engine/sync_bn.py). Single-process runs: the
 # Runner reverts SyncBN itself.

@@ -57,3 +57,8 @@ test_dataloader = val_dataloader
 # Checkpoints written atomically, the old one deleted only after the new one is
 # complete (mmengine's CheckpointHook otherwise; lsnet_mm/engine/hooks/).
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook', interval=1))
+# FiniteLossHook: a diverging run (loss or weights NaN/inf) stops at that iteration
+# with an error naming it and the likely causes; no checkpoint of non-finite weights is
+# written. RandomStateHook: checkpoints carry the RNG states, so a resumed run draws
+# what the uninterrupted one drew (docs/robustness.md, "Training and checkpoints").
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='RandomStateHook')]

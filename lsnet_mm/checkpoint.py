@@ -18,8 +18,9 @@ The module also holds the conversions of released files:
 * :func:`upgrade_state_dict` / :func:`convert_released_checkpoint` - the released
   mmdet 2.28 detectors and mmseg 0.30 segmentors for mmdet 3 / mmseg 1;
 
-and the checks of a checkpoint against a model (:func:`check_state_dict_fits`) and
-of a work dir before resuming (:func:`find_resume_checkpoint`).
+and the checks of a checkpoint against a model (:func:`check_state_dict_fits`), of its
+values (:func:`check_state_dict_finite`: no NaN or inf) and of a work dir before
+resuming (:func:`find_resume_checkpoint`).
 """
 import argparse
 import contextlib
@@ -31,8 +32,9 @@ import os.path as osp
 import pickle
 import re
 import urllib.error
+import warnings
 from collections import OrderedDict
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -119,10 +121,18 @@ def _weights_only_loading():
                 os.environ[k] = v
 
 
-#: What torch's weights-only unpickler says when a file asks for a Python object it does
-#: not allow (an unlisted global, a blocked module such as os/posix/subprocess, a call
-#: or a class outside the allow-list), as opposed to a file it cannot parse at all.
-_REFUSED_OBJECT = re.compile(r'GLOBAL \S+|unrecognized function|allowlisted')
+#: What torch's weights-only unpickler says when a real pickle asks for a Python object
+#: it does not allow: a global (``module.name`` of Python identifiers; builtins without
+#: the module, e.g. ``GLOBAL exec``) that is not listed or whose module (os, posix,
+#: subprocess...) is blocked, or a call / a new object of a class or function outside
+#: the allow-list. Random bytes also reach these checks (``GLOBAL .`` from two newlines,
+#: "unrecognized function 5" from a number on the stack), so the name must be made of
+#: identifiers and the object a class or function; anything else is a file the
+#: unpickler cannot parse, i.e. not a PyTorch checkpoint.
+_REFUSED_OBJECT = re.compile(
+    r'GLOBAL [A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*(?:\s|$)'
+    r'|(?:unrecognized function|allowlisted.*but got) '
+    r'<(?:class|function|built-in function|built-in method|bound method|method) ')
 
 
 def _unpickling_reason(error: Exception) -> str:
@@ -152,7 +162,10 @@ def _read(load: Callable, filename: str, map_location) -> dict:
     what = _WHAT.get()
     allow_checkpoint_globals()
     try:
-        with _weights_only_loading():
+        with _weights_only_loading(), warnings.catch_warnings():
+            # random bytes read as a pickle of "protocol 235": not worth a warning, the
+            # error below says what the file is
+            warnings.filterwarnings('ignore', message='Detected pickle protocol')
             ckpt = load(filename, map_location)
     except CheckpointError:
         raise
@@ -170,9 +183,10 @@ def _read(load: Callable, filename: str, map_location) -> dict:
         raise CheckpointError(
             f'{what} {filename!r} could not be downloaded: {e}. Check the URL and the network '
             f'connection, or download the file yourself and give its local path.') from e
-    except (OSError, RuntimeError, EOFError, ValueError, KeyError, IndexError,
-            TypeError, AttributeError, MemoryError) as e:
+    except Exception as e:
         # the unpickler and the zip reader fail in many ways on a damaged or foreign file
+        # (EOFError, IndexError "pop from empty list", KeyError, struct.error, a zip
+        # without data.pkl, UnicodeDecodeError, MemoryError...)
         first = str(e).splitlines()[0] if str(e) else ''
         raise CheckpointError(
             f'{what} {filename!r} is not a PyTorch checkpoint (truncated, corrupted or '
@@ -435,6 +449,70 @@ def convert_released_checkpoint(src, dst, keep: Optional[Sequence[str]] = None
 
 # --------------------------------------------------------------------------- checks
 
+def non_finite_tensors(tensors: Iterable[Tuple[str, torch.Tensor]]) -> List[Tuple[str, int, int]]:
+    """The floating-point tensors that hold NaN or infinite values.
+
+    Args:
+        tensors (Iterable[tuple[str, torch.Tensor]]): ``(name, tensor)`` pairs, e.g. a
+            state dict's ``items()`` or a model's ``named_parameters()``.
+
+    Returns:
+        list[tuple[str, int, int]]: ``(name, non-finite values, all values)`` for each
+        tensor with a NaN or an infinity (in the order given, per device); empty when
+        all are finite.
+    """
+    by_device = {}  # one host sync per device, not per tensor (GPU runs)
+    for name, t in tensors:
+        if torch.is_tensor(t) and (t.is_floating_point() or t.is_complex()):
+            by_device.setdefault(t.device, []).append((name, t.detach()))
+    bad = set()
+    for items in by_device.values():
+        finite = torch.stack([torch.isfinite(t).all() for _, t in items]).tolist()
+        bad.update(name for (name, _), ok in zip(items, finite) if not ok)
+    out = []
+    for items in by_device.values():
+        for name, t in items:
+            if name in bad:
+                out.append((name, int(t.numel() - torch.isfinite(t).sum()), t.numel()))
+    return out
+
+
+def describe_non_finite(found: List[Tuple[str, int, int]], limit: int = 3) -> str:
+    """``found`` of :func:`non_finite_tensors` as text: the first tensors and a count.
+
+    Args:
+        found (list[tuple[str, int, int]]): ``(name, non-finite, all)`` triples.
+        limit (int): How many tensors to name. Defaults to 3.
+
+    Returns:
+        str: e.g. "2 tensors: backbone.x.weight (5 of 64 values), neck.y.bias (1 of 8)".
+    """
+    named = ', '.join(f'{n} ({bad} of {total} values)' for n, bad, total in found[:limit])
+    more = f', and {len(found) - limit} more' if len(found) > limit else ''
+    return f'{len(found)} tensor{"s" if len(found) != 1 else ""}: {named}{more}'
+
+
+def check_state_dict_finite(sd: Dict[str, torch.Tensor], filename: str = 'checkpoint',
+                            what: str = 'checkpoint') -> None:
+    """Raise unless every floating-point tensor of ``sd`` is finite.
+
+    Args:
+        sd (dict): A state dict.
+        filename (str): The checkpoint's name, for the message.
+        what (str): How the message calls it ('checkpoint', 'resume checkpoint', ...).
+
+    Raises:
+        CheckpointError: Names the tensors holding NaN or infinite values.
+    """
+    found = non_finite_tensors(sd.items())
+    if found:
+        raise CheckpointError(
+            f'{what} {filename!r} holds non-finite weights (NaN or inf) in '
+            f'{describe_non_finite(found)}; it was saved by a training run that diverged '
+            f'and its predictions would be meaningless. Use a checkpoint from before the '
+            f'divergence (see docs/robustness.md, "Training and checkpoints").')
+
+
 _CLS_KEY = re.compile(
     r'(retina_cls|conv_cls|fc_cls|conv_logits|conv_seg|atss_cls|gfl_cls)\.(weight|bias)$')
 
@@ -560,7 +638,8 @@ def find_resume_checkpoint(work_dir: str, logger: str = 'current') -> Optional[s
 
     Returns:
         str | None: The file ``last_checkpoint`` names if it loads, else the newest
-        ``epoch_*.pth`` / ``iter_*.pth`` that loads; None if the work dir holds none.
+        ``epoch_*.pth`` / ``iter_*.pth`` that loads ("loads": a readable mmengine
+        training checkpoint whose weights are finite); None if the work dir holds none.
 
     Raises:
         CheckpointError: The work dir holds checkpoints but none of them loads.
@@ -589,6 +668,10 @@ def find_resume_checkpoint(work_dir: str, logger: str = 'current') -> Optional[s
             continue
         if not isinstance(ckpt.get('state_dict'), dict) or 'meta' not in ckpt:
             why.append(f'{path} is not an mmengine training checkpoint (no state_dict/meta)')
+            continue
+        found = non_finite_tensors(ckpt['state_dict'].items())
+        if found:  # saved by a diverged run (not by SafeCheckpointHook, which refuses)
+            why.append(f'{path} holds non-finite weights ({describe_non_finite(found)})')
             continue
         if why:
             print_log(f'--resume: resuming from {path}; skipped: ' + '; '.join(why),

@@ -10,7 +10,9 @@ the model, datasets and metrics; this script is the same for both.
 
 Before the runner starts it checks (and names what is wrong and how to fix it): the
 dataset files, the pretrained weights named by the model's init_cfg, ``load_from``,
-and that the heads' num_classes match the dataset classes. ``load_from`` loads
+that the heads' num_classes match the dataset classes, and the datasets' content
+(annotation files, image headers, label map sizes, class names:
+lsnet_mm/datasets/dataset_check.py). ``load_from`` loads
 non-strictly, as in mmengine, with a warning naming any head trained for another
 number of classes (fine-tuning); ``--resume`` needs a checkpoint that fits exactly.
 The configs run unchanged under mmdet's and mmseg's own tools/train.py as well.
@@ -19,8 +21,9 @@ import argparse
 
 import lsnet_mm  # noqa: F401 (registers LSNet modules, allow-lists checkpoint classes)
 from lsnet_mm.checkpoint import find_resume_checkpoint
+from lsnet_mm.datasets.dataset_check import check_datasets
 from lsnet_mm.engine.hooks import CheckpointCheckHook
-from lsnet_mm.utils import launch, preflight
+from lsnet_mm.utils import launch, model_check, preflight
 from lsnet_mm.utils.preflight import PreflightError
 
 
@@ -77,11 +80,13 @@ def build_cfg(args):
 def check_before_run(cfg, launcher):
     """Checks that name a missing file or a wrong setting before anything is built."""
     launch.setup_cpu_distributed(cfg, launcher)
+    model_check.check_model_cfg(cfg)  # neck.in_channels vs the LSNet arch
     preflight.check_data(cfg, 'train')
     preflight.check_pretrained(cfg)
     preflight.check_num_classes(cfg, 'train_dataloader')
     preflight.check_load_from(cfg.get('load_from'), 'resume checkpoint' if cfg.get('resume')
                     else 'load_from checkpoint')
+    check_datasets(cfg, 'train')  # annotation files, image headers, label map sizes, classes
 
 
 def main(argv=None):

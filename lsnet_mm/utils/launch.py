@@ -122,18 +122,20 @@ def setup_cpu_distributed(cfg, launcher):
 def run_tool(main: Callable) -> None:
     """Run a tool's ``main()`` as a command: known errors become one line and exit 2.
 
-    A :class:`~lsnet_mm.utils.preflight.PreflightError` or a
-    :class:`~lsnet_mm.checkpoint.CheckpointError` prints ``error: MESSAGE`` on stderr
-    (no traceback) and exits with status 2; the process group a launcher set up is torn
-    down in any case (:func:`shutdown_distributed`).
+    A :class:`~lsnet_mm.utils.preflight.PreflightError`, a
+    :class:`~lsnet_mm.checkpoint.CheckpointError` or a
+    :class:`~lsnet_mm.engine.hooks.NonFiniteLossError` (a diverged training run) prints
+    ``error: MESSAGE`` on stderr (no traceback) and exits with status 2; the process
+    group a launcher set up is torn down in any case (:func:`shutdown_distributed`).
 
     Args:
         main (Callable): The tool's entry point, called without arguments.
     """
     from ..checkpoint import CheckpointError
+    from ..engine.hooks.finite_loss_hook import NonFiniteLossError
     try:
         main()
-    except (PreflightError, CheckpointError) as e:
+    except (PreflightError, CheckpointError, NonFiniteLossError) as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
     finally:

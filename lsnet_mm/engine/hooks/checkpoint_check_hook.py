@@ -3,7 +3,12 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from ...checkpoint import check_state_dict_fits, compare_state_dict, extract_state_dict
+from ...checkpoint import (
+    check_state_dict_finite,
+    check_state_dict_fits,
+    compare_state_dict,
+    extract_state_dict,
+)
 
 
 @HOOKS.register_module()
@@ -18,6 +23,10 @@ class CheckpointCheckHook(Hook):
       naming a classifier trained for another number of classes as such;
     * ``strict=False`` (fine-tuning with ``load_from``): a warning naming the heads that
       are skipped because the checkpoint was trained for another number of classes.
+
+    In both modes a checkpoint whose weights hold NaN or inf (saved by a diverged run)
+    is refused with a ``CheckpointError`` naming the tensors (``strict=False``: those
+    the model loads).
 
     Args:
         strict (bool): Raise on any difference. Defaults to False.
@@ -34,9 +43,13 @@ class CheckpointCheckHook(Hook):
         sd = extract_state_dict(checkpoint, source)
         if self.strict:
             what = 'resume checkpoint' if runner.cfg.get('resume') else 'checkpoint'
+            check_state_dict_finite(sd, source, what)
             check_state_dict_fits(runner.model, sd, source, what)
             return
         diff = compare_state_dict(runner.model, sd)
+        skipped = set(diff['unexpected']) | set(diff['shape'])
+        check_state_dict_finite({k: v for k, v in sd.items() if k not in skipped}, source,
+                                'load_from checkpoint')
         if diff['heads']:
             # e.g. the class-specific box regression of a Shared2FCBBoxHead: also skipped
             named = {h.split(' ', 1)[0] for h in diff['heads']}

@@ -21,8 +21,14 @@ A kill at any point leaves ``last_checkpoint`` naming a complete checkpoint.
 Non-local storage (``backend_args`` / ``out_dir`` on another backend) keeps
 mmengine's behaviour.
 
+Weights holding NaN or inf (a diverged run) are never written, on any storage: the
+hook raises :class:`~lsnet_mm.engine.hooks.NonFiniteLossError` instead of saving
+them, so ``last_checkpoint`` and the best checkpoint keep naming finite weights, also
+in runs whose config does not name ``FiniteLossHook``.
+
 ``tools/train.py --resume`` (without a path) resumes from the newest checkpoint
-that loads (:func:`lsnet_mm.checkpoint.find_resume_checkpoint`).
+that loads and holds finite weights
+(:func:`lsnet_mm.checkpoint.find_resume_checkpoint`).
 """
 import glob
 import os
@@ -32,6 +38,9 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
+
+from ...checkpoint import describe_non_finite
+from .finite_loss_hook import NonFiniteLossError, divergence_advice, non_finite_weights
 
 TMP_PREFIX = '.tmp-'
 
@@ -87,7 +96,8 @@ class SafeCheckpointHook(CheckpointHook):
     """``CheckpointHook`` that writes checkpoints atomically.
 
     Same arguments as mmengine's ``CheckpointHook``; old checkpoints are deleted only
-    after the new one is complete (see the module docstring).
+    after the new one is complete, and non-finite weights are never saved (see the
+    module docstring).
     """
 
     def before_train(self, runner):
@@ -132,7 +142,17 @@ class SafeCheckpointHook(CheckpointHook):
         os.replace(tmp, final)
         _fsync_dir(self.out_dir)
 
+    def _refuse_non_finite(self, runner, what):
+        found = non_finite_weights(runner)
+        if found:
+            raise NonFiniteLossError(
+                f'training diverged: not saving the {what} since the model holds non-finite '
+                f'weights (NaN or inf) in {describe_non_finite(found)}. '
+                + divergence_advice(runner))
+
     def _save_checkpoint_with_step(self, runner, step, meta):
+        self._refuse_non_finite(
+            runner, f'checkpoint of {"epoch" if self.by_epoch else "iteration"} {step}')
         if not self._is_local():
             return super()._save_checkpoint_with_step(runner, step, meta)
         # as mmengine, except that the outdated checkpoint is removed after the save
@@ -158,6 +178,8 @@ class SafeCheckpointHook(CheckpointHook):
         self._remove_all(outdated)
 
     def _save_best_checkpoint(self, runner, metrics):
+        if self.save_best:  # else mmengine's method returns without saving
+            self._refuse_non_finite(runner, f'best checkpoint after iteration {runner.iter}')
         if not self._is_local():
             return super()._save_best_checkpoint(runner, metrics)
         # mmengine deletes the previous best before saving the new one: defer the
