@@ -4,19 +4,24 @@ Each output pixel is a 3x3 neighbourhood of the input weighted by a kernel
 predicted for that pixel. Channel ``c`` uses weight group ``c % G`` (``G`` =
 ``w.shape[1]``); the released LSNet weights depend on that mapping.
 
-Two implementations share one entry point, :func:`ska`:
+Three implementations share one entry point, :func:`ska`:
 
 * a PyTorch path with a hand-written backward that loops over the nine taps,
   so it never materialises the 9x copy of the input that ``unfold`` would and
   saves only ``x`` and ``w`` for backward;
 * a fused Triton kernel (``ska_triton``) for CUDA tensors, used automatically
-  when Triton imports; it is never required.
+  when Triton imports; it is never required;
+* for exporters (tracing, ONNX export): :func:`ska_forward_export`, one zero pad and
+  nine slices multiplied and summed out of place, which onnxruntime and OpenVINO run
+  fast (the in-place tap loop traces to many slice updates that run slower than
+  PyTorch).
 """
 import os
 import warnings
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 
 
 def _check(x: torch.Tensor, w: torch.Tensor) -> None:
@@ -82,6 +87,34 @@ def ska_forward_torch(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     # w[:, None]: (B, 1, G, 9, H, W) broadcasts over the C // G channels of a group
     out = _aggregate_taps(_grouped(x, w.shape[1]), w[:, None], transpose=False)
     return out.view(b, c, h, wd).to(x.dtype)
+
+
+def ska_forward_export(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Small-kernel aggregation as a graph of standard ops, for exporters.
+
+    ``x`` is zero-padded by one pixel once; tap t reads the (H, W) window at offset
+    (t // 3, t % 3) of it. The slices use constant starts and ends relative to the
+    padded size, so the graph holds for any input size (dynamic-shape export).
+
+    Args:
+        x (torch.Tensor): (B, C, H, W) features.
+        w (torch.Tensor): (B, G, 9, H, W) per-pixel kernels, G dividing C.
+
+    Returns:
+        torch.Tensor: (B, C, H, W) aggregated features, in ``x``'s dtype.
+    """
+    b, c = x.shape[:2]
+    groups = w.shape[1]
+    xp = F.pad(x, (1, 1, 1, 1))
+    # channel r * G + g at [:, r, g], as _grouped; H and W left to the reshape (-1)
+    xp = xp.reshape(b, c // groups, groups, xp.shape[2], -1)
+    wt = w.unsqueeze(1).unbind(3)  # nine (B, 1, G, H, W), broadcast over C // G
+    out = None
+    for t in range(9):
+        i, j = t // 3, t % 3
+        tap = xp[..., i:i - 2 if i < 2 else None, j:j - 2 if j < 2 else None] * wt[t]
+        out = tap if out is None else out + tap
+    return out.reshape(x.shape).to(x.dtype)
 
 
 def ska_backward_torch(grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor,
@@ -173,6 +206,11 @@ def ska(x: torch.Tensor, w: torch.Tensor, backend: str = 'auto') -> torch.Tensor
         ValueError: The shapes do not fit or the backend is unknown.
     """
     _check(x, w)
+    if backend not in ('auto', 'torch', 'triton'):
+        raise ValueError(f"ska backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+    if backend != 'triton' and (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+        # exporters (also on GPU): plain out-of-place ops, fast in ONNX runtimes
+        return ska_forward_export(x, w)
     if backend == 'auto':
         if _use_triton(x):
             from .ska_triton import ska_triton
@@ -186,8 +224,4 @@ def ska(x: torch.Tensor, w: torch.Tensor, backend: str = 'auto') -> torch.Tensor
     if backend == 'triton':
         from .ska_triton import ska_triton
         return ska_triton(x, w)
-    if backend != 'torch':
-        raise ValueError(f"ska backend must be 'auto', 'torch' or 'triton', got {backend!r}")
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-        return ska_forward_torch(x, w)  # plain ops, so exporters can see the graph
     return _SKATorch.apply(x, w)

@@ -42,9 +42,10 @@ def resize_bias_table(table: torch.Tensor, n: int) -> torch.Tensor:
         n (int): Number of pixels of the feature map.
 
     Returns:
-        torch.Tensor: ``(num_heads, n, n)``; ``table`` itself when it already fits.
+        torch.Tensor: ``(num_heads, n, n)``; ``table`` itself when it already fits
+        (except while tracing for export, so a dynamic-shape graph resizes at any size).
     """
-    if table.shape[-1] == n:
+    if table.shape[-1] == n and not torch.jit.is_tracing():
         return table
     return F.interpolate(table.unsqueeze(0), size=(n, n), mode='bicubic',
                          align_corners=False).squeeze(0)
