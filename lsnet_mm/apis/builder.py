@@ -10,7 +10,7 @@ import copy
 import os.path as osp
 from typing import Any, Tuple, Union
 
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from torch import nn
 
 
@@ -101,6 +101,6 @@ def build_model_from_cfg(config: Union[str, Config]) -> Tuple[nn.Module, str]:
     scope = cfg.get('default_scope', 'mmdet')
     init_default_scope(scope)
     model_cfg = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
-    model = MODELS.build(drop_pretrained(copy.deepcopy(model_cfg)))
+    model = MODELS.build(ConfigDict(drop_pretrained(copy.deepcopy(model_cfg))))
     model.eval()
     return model, scope

@@ -1,21 +1,22 @@
-"""ONNX export of LSNet backbones and of whole networks, checked with onnxruntime.
+"""ONNX export of LSNet backbones, of tensor-mode networks and of end-to-end models.
 
 The export uses PyTorch's TorchScript-based exporter (``torch.onnx.export(...,
-dynamo=False)``): the LS aggregation then traces to plain pad/slice/multiply-add
-ops, so the ONNX file needs no custom operator. Shapes are fixed at export time
-(the attention bias is resized for the exported feature-map size, and reshapes
-are traced with concrete sizes): export once per input size.
+dynamo=False)``): the LS aggregation then traces to a pad, nine slices and
+multiply-adds (:func:`lsnet_mm.ops.ska.ska_forward_export`), and NMS / RoIAlign to the
+standard ``NonMaxSuppression`` / ``RoiAlign`` operators, so the files need no custom
+operator. Shapes are fixed at export time unless ``dynamic=True`` (input height and
+width free; the attention bias resize of LSNet's last stage is then part of the graph).
 
-Whole detectors are exported in mmengine's ``tensor`` mode, i.e. backbone, neck and
-head up to the raw per-level classification and box-regression maps. Box decoding
-and NMS are not part of the graph: mmdet 3 has no ONNX export of its own (that
-moved to mmdeploy, which rewrites those functions for export and is not part of
-this project's pinned stack); run them on the outputs with mmdet's
-``bbox_head.predict_by_feat``.
+* :func:`export_backbone`: a backbone, outputs ``stage0``, ``stage1``, ...;
+* :func:`export_network`: a detector/segmentor in mmengine's ``tensor`` mode (raw head
+  outputs, no decoding / NMS);
+* :func:`export_end2end`: image in, detections / label map out
+  (:mod:`lsnet_mm.apis.onnx_end2end`), checked with :mod:`lsnet_mm.apis.onnx_check`.
 """
 import os
 import os.path as osp
-from typing import Sequence, Tuple
+import warnings
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -58,16 +59,20 @@ def _flatten(out):
 
 
 def export_onnx(module: nn.Module, inputs: torch.Tensor, path: str,
-                opset: int = DEFAULT_OPSET, output_prefix: str = 'out') -> list:
+                opset: int = DEFAULT_OPSET, output_prefix: str = 'out',
+                output_names: Optional[Sequence[str]] = None, dynamic: bool = False) -> list:
     """Export ``module(inputs)`` in eval mode to an ONNX file.
 
     Args:
         module (nn.Module): The module (put in eval mode).
-        inputs (torch.Tensor): The example input; its shape is fixed in the graph.
+        inputs (torch.Tensor): The example input, named ``input`` in the graph.
         path (str): The .onnx file to write (its folder is created).
         opset (int): ONNX opset version. Defaults to 17.
-        output_prefix (str): Outputs are named ``<prefix>0``, ``<prefix>1``, ...
-            Defaults to 'out'.
+        output_prefix (str): Without ``output_names``, outputs are named ``<prefix>0``,
+            ``<prefix>1``, ... Defaults to 'out'.
+        output_names (Sequence[str], optional): The outputs' names.
+        dynamic (bool): Leave the input's height and width (dims 2 and 3) free, and
+            every output dim but the first. Defaults to False (the example's shape).
 
     Returns:
         list[str]: The names of the graph's outputs.
@@ -75,32 +80,43 @@ def export_onnx(module: nn.Module, inputs: torch.Tensor, path: str,
     module = module.eval()
     with torch.no_grad():
         outs = _flatten(module(inputs))
-    names = [f'{output_prefix}{i}' for i in range(len(outs))]
+    names = list(output_names) if output_names else [
+        f'{output_prefix}{i}' for i in range(len(outs))]
     d = osp.dirname(osp.abspath(path))
     os.makedirs(d, exist_ok=True)
     kwargs = dict(input_names=['input'], output_names=names, opset_version=opset,
                   do_constant_folding=True)
-    try:
+    if dynamic:
+        axes = {'input': {2: 'height', 3: 'width'}}
+        for n, o in zip(names, outs):
+            axes[n] = {i: f'{n}_dim{i}' for i in range(1, o.dim())}
+        kwargs['dynamic_axes'] = axes
+    with warnings.catch_warnings():
+        # size arithmetic traced on purpose (dynamic shapes): not worth a warning each
+        warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
+        warnings.filterwarnings('ignore', message='.*dynamo.*', category=DeprecationWarning)
+        warnings.filterwarnings('ignore', message='Constant folding - Only steps=1')
         torch.onnx.export(module, (inputs,), path, dynamo=False, **kwargs)
-    except TypeError:  # a PyTorch without the dynamo switch: TorchScript is its exporter
-        torch.onnx.export(module, (inputs,), path, **kwargs)
     return names
 
 
 def export_backbone(backbone: nn.Module, path: str, shape: Sequence[int] = (1, 3, 224, 224),
-                    opset: int = DEFAULT_OPSET) -> list:
-    """Export an LSNet (or any) backbone for a fixed input shape.
+                    opset: int = DEFAULT_OPSET, dynamic: bool = False) -> list:
+    """Export an LSNet (or any) backbone.
 
     Args:
         backbone (nn.Module): The backbone.
         path (str): The .onnx file to write.
-        shape (Sequence[int]): The input shape (B, 3, H, W). Defaults to (1, 3, 224, 224).
+        shape (Sequence[int]): The example input shape (B, 3, H, W). Defaults to
+            (1, 3, 224, 224).
         opset (int): ONNX opset version. Defaults to 17.
+        dynamic (bool): Free input height and width. Defaults to False.
 
     Returns:
         list[str]: The output names, ``stage0``, ``stage1``, ...
     """
-    return export_onnx(backbone, torch.randn(*shape), path, opset, output_prefix='stage')
+    return export_onnx(backbone, torch.randn(*shape), path, opset, output_prefix='stage',
+                       dynamic=dynamic)
 
 
 def export_network(model: nn.Module, path: str, shape: Sequence[int] = (1, 3, 800, 1344),
@@ -120,6 +136,31 @@ def export_network(model: nn.Module, path: str, shape: Sequence[int] = (1, 3, 80
     return export_onnx(TensorModeWrapper(model), torch.randn(*shape), path, opset)
 
 
+def export_end2end(model: nn.Module, path: str, image: torch.Tensor,
+                   opset: int = DEFAULT_OPSET, dynamic: bool = False) -> list:
+    """Export a detector or segmentor from BGR image to results (see ``onnx_end2end``).
+
+    Args:
+        model (nn.Module): An mmdet detector or mmseg segmentor, weights loaded.
+        path (str): The .onnx file to write.
+        image (torch.Tensor): (1, 3, H, W) float BGR 0-255 example image. Tracing follows
+            its data (the number of boxes), so an image with detections is best.
+        opset (int): ONNX opset version (16 or later: ``RoiAlign``'s half-pixel mode).
+            Defaults to 17.
+        dynamic (bool): Free input height and width. Defaults to False.
+
+    Returns:
+        list[str]: The output names: ``dets``, ``labels`` (, ``masks``) or ``seg``.
+    """
+    from .onnx_end2end import build_end2end
+    from .onnx_ops import MIN_ROI_ALIGN_OPSET
+    if opset < MIN_ROI_ALIGN_OPSET:
+        raise ValueError(f'end-to-end export needs opset >= {MIN_ROI_ALIGN_OPSET}, got {opset}')
+    module = build_end2end(model)
+    return export_onnx(module, image.float(), path, opset, output_names=module.output_names,
+                       dynamic=dynamic)
+
+
 def run_onnxruntime(path: str, inputs: torch.Tensor, threads: int = 0) -> list:
     """Run an ONNX file with onnxruntime's CPU provider.
 
@@ -131,17 +172,13 @@ def run_onnxruntime(path: str, inputs: torch.Tensor, threads: int = 0) -> list:
     Returns:
         list[torch.Tensor]: The outputs, in the graph's order.
     """
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(path, opts, providers=['CPUExecutionProvider'])
-    name = sess.get_inputs()[0].name
-    return [torch.from_numpy(o) for o in sess.run(None, {name: inputs.cpu().numpy()})]
+    from .onnx_runtime import run_onnx
+    return run_onnx(path, inputs, 'onnxruntime', threads)
 
 
-def check_onnx(module: nn.Module, path: str, inputs: torch.Tensor, tensor_mode: bool = False):
-    """Compare an ONNX file's outputs (onnxruntime) with PyTorch's on the same input.
+def check_onnx(module: nn.Module, path: str, inputs: torch.Tensor, tensor_mode: bool = False,
+               runtime: str = 'onnxruntime'):
+    """Compare an ONNX file's outputs (onnxruntime or OpenVINO) with PyTorch's.
 
     Args:
         module (nn.Module): The module that was exported (put in eval mode).
@@ -149,6 +186,7 @@ def check_onnx(module: nn.Module, path: str, inputs: torch.Tensor, tensor_mode: 
         inputs (torch.Tensor): The input to compare on.
         tensor_mode (bool): ``module`` is a detector/segmentor to run through
             :class:`TensorModeWrapper`. Defaults to False.
+        runtime (str): ``'onnxruntime'`` or ``'openvino'``. Defaults to 'onnxruntime'.
 
     Returns:
         list[tuple[float, float]]: For each output, the largest absolute difference and
@@ -160,7 +198,8 @@ def check_onnx(module: nn.Module, path: str, inputs: torch.Tensor, tensor_mode: 
     m = TensorModeWrapper(module) if tensor_mode else module
     with torch.no_grad():
         ref = _flatten(m.eval()(inputs))
-    got = run_onnxruntime(path, inputs)
+    from .onnx_runtime import run_onnx
+    got = run_onnx(path, inputs, runtime)
     if len(got) != len(ref):
         raise AssertionError(f'{path}: {len(got)} outputs, torch gives {len(ref)}')
     diffs = []
