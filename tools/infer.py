@@ -3,7 +3,8 @@
     python tools/infer.py demo.jpg configs/retinanet_lsnet_t.py --weights CKPT
     python tools/infer.py 'photos/*.jpg' configs/fpn_lsnet_t_ade20k.py --weights CKPT --deploy
 
-The flags are those of mmdet's demo/image_demo.py, plus ``--deploy``. INPUTS are image
+The flags are those of mmdet's demo/image_demo.py, plus ``--deploy`` and ``--compile``
+(torch.compile of the model's test_step, after deploy). INPUTS are image
 files, folders (the images directly inside) or quoted glob patterns. The config's
 default_scope picks ``DetInferencer`` (mmdet) or ``MMSegInferencer`` (mmseg), and the
 files are written where they write them:
@@ -35,7 +36,7 @@ class InferError(RuntimeError):
 
 
 def parse_args(argv=None):
-    """The command line: mmdet's demo/image_demo.py flags and ``--deploy``.
+    """The command line: mmdet's demo/image_demo.py flags, ``--deploy`` and ``--compile``.
 
     Args:
         argv (list[str], optional): The arguments; ``sys.argv[1:]`` if None.
@@ -57,6 +58,9 @@ def parse_args(argv=None):
     parser.add_argument('--deploy', action='store_true',
                         help='switch LSNet backbones to deploy mode once the weights are '
                              'loaded (same predictions, faster)')
+    parser.add_argument('--compile', action='store_true',
+                        help="torch.compile the model's test_step (after --deploy), with the "
+                             "config's compile=dict(...) options if it has them")
     return parser.parse_args(argv)
 
 
@@ -123,6 +127,11 @@ def build_inferencer(args):
             switch_model_to_deploy(inferencer.model, strict=True)
         except ValueError as e:
             raise InferError(str(e)) from e
+    if args.compile:  # compiles at the first batch
+        options = cfg.get('compile')
+        model = inferencer.model
+        model.test_step = torch.compile(model.test_step,
+                                        **(dict(options) if isinstance(options, dict) else {}))
     return inferencer, scope
 
 

@@ -7,7 +7,9 @@
     bash tools/dist_test.sh CONFIG CKPT 8                  # torchrun
 
 The flags are those of mmdet's and mmseg's tools/test.py (which also run these
-configs); ``--deploy`` adds ``LSNetDeployHook`` to the config's custom_hooks. The
+configs); ``--deploy`` adds ``LSNetDeployHook`` to the config's custom_hooks;
+``--compile`` sets ``compile=True`` (keeping a ``compile=dict(...)`` of options the config
+or --cfg-options give) and the model's test_step is torch.compile'd after deploy. The
 metrics come from the config's test_evaluator (mmdet: CocoMetric; mmseg:
 IoUMetric); they are printed as one JSON line (``metrics: {...}``) and written to
 WORK_DIR/metrics.json.
@@ -24,8 +26,9 @@ import os.path as osp
 import sys
 
 import lsnet_mm  # noqa: F401 (registers LSNet modules, allow-lists checkpoint classes)
+from lsnet_mm.datasets.dataset_check import check_datasets
 from lsnet_mm.engine.hooks import CheckpointCheckHook
-from lsnet_mm.utils import launch, preflight
+from lsnet_mm.utils import launch, model_check, preflight
 from lsnet_mm.utils.preflight import PreflightError
 
 
@@ -44,6 +47,9 @@ def parse_args(argv=None):
     parser.add_argument('--deploy', action='store_true',
                         help='switch LSNet backbones to deploy mode once the checkpoint is '
                              'loaded (BN and RepVGG branches folded: same outputs, faster)')
+    parser.add_argument('--compile', action='store_true', help='torch.compile the model\'s '
+                        'test_step (after --deploy); sets compile=True in the config unless '
+                        'it holds compile options (compile=dict(...))')
     launch.add_run_args(parser)
     return launch.parse_run_args(parser, argv)
 
@@ -79,6 +85,9 @@ def build_cfg(args):
     if args.deploy:
         cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + [
             dict(type='LSNetDeployHook')]
+    if args.compile and not cfg.get('compile'):
+        cfg.compile = True
+    launch.use_compile_hook(cfg)
     return cfg
 
 
@@ -87,9 +96,11 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = build_cfg(args)
     launch.setup_cpu_distributed(cfg, args.launcher)
+    model_check.check_model_cfg(cfg)  # neck.in_channels vs the LSNet arch
     preflight.check_load_from(args.checkpoint, 'checkpoint')
     preflight.check_data(cfg, 'test')
     preflight.check_num_classes(cfg, 'test_dataloader')
+    check_datasets(cfg, 'test')  # annotation files, image headers, label map sizes, classes
 
     from mmengine.dist import is_main_process
     from mmengine.registry import RUNNERS

@@ -67,6 +67,7 @@ def build_cfg(args):
             raise PreflightError('--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=N) '
                                  'in the config (the batch size its learning rate is set for).')
 
+    launch.use_compile_hook(cfg)  # compile=True: optimizer step outside the graph
     # --resume without a path takes the newest checkpoint that loads
     if args.resume == 'auto':
         cfg.resume = True

@@ -140,3 +140,18 @@ def run_tool(main: Callable) -> None:
         sys.exit(2)
     finally:
         shutdown_distributed()
+
+
+def use_compile_hook(cfg) -> None:
+    """Name ``LSNetCompileHook`` in ``cfg.custom_hooks`` when the config sets ``compile``.
+
+    The hook makes mmengine's ``compile`` setting work for these models (see
+    :class:`~lsnet_mm.engine.hooks.LSNetCompileHook`); it is written into the config, so
+    the dumped config shows it.
+
+    Args:
+        cfg (mmengine.Config): The run's config.
+    """
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    if cfg.get('compile') and not any(h.get('type') == 'LSNetCompileHook' for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type='LSNetCompileHook')]
