@@ -121,3 +121,30 @@ def test_build_model_from_cfg_reads_no_pretrained_file(tmp_path):
     model.init_weights()  # would fail reading the missing file
     assert scope == 'mmdet' and type(model) is LSNet and not model.training
     assert config.model.init_cfg.checkpoint == missing  # the caller's config is unchanged
+
+
+@pytest.mark.skipif(not os.path.exists(CONFIG), reason='detection configs not present')
+def test_predict_mode_includes_post_processing(benchmark, tmp_path):
+    """--predict: model.test_step (preprocessing, forward, box decoding and NMS)."""
+    out = tmp_path / 'predict.json'
+    benchmark.main([CONFIG, '--predict', '--shape', '64', '96', '--modes', 'deploy',
+                    '--warmup', '0', '--iters', '2', '--no-flops', '--out', str(out),
+                    '--cfg-options', 'model.test_cfg.score_thr=0.0'])
+    data = json.loads(out.read_text())
+    assert data['predict'] and data['modes'] == ['deploy']
+    assert data['cfg_options'] == {'model.test_cfg.score_thr': 0.0}
+    (r,) = data['results']
+    _check_entry(r)
+    assert r['deploy'] and r['name'].endswith('[deploy]') and r['mode'] == 'deploy'
+    assert r['predict'] and r['gmacs'] is None and not r['compiled']
+    assert 'whole model (test_step' in benchmark.format_table(data)
+    # what one timed run returns: detections in the input's pixels, the config's cap
+    args = benchmark.parse_args([CONFIG, '--predict', '--shape', '64', '96', '--cfg-options',
+                                 'model.test_cfg.score_thr=0.0'])
+    module, info = benchmark.prepare(CONFIG, args, 'deploy', args.cfg_options)
+    with torch.no_grad():
+        (sample,) = module(torch.rand(1, 3, 64, 96) * 255)
+    boxes = sample.pred_instances.bboxes
+    assert info['deploy'] and 0 < len(boxes) <= 100  # RetinaNet's max_per_img
+    assert boxes[:, 0::2].min() >= 0 and boxes[:, 0::2].max() <= 96
+    assert boxes[:, 1::2].min() >= 0 and boxes[:, 1::2].max() <= 64

@@ -33,11 +33,30 @@ What is measured:
   ``get_model_complexity_info`` (counts a multiply-add as one; the parameter-free
   LS aggregation is not counted).
 
+``--runtime onnxruntime openvino`` adds CONFIG's measured module exported to ONNX
+(:func:`lsnet_mm.apis.onnx_export.export_onnx`, fixed shape; with ``--predict`` the
+end-to-end graph of :func:`~lsnet_mm.apis.onnx_export.export_end2end`: preprocessing,
+decoding and NMS inside) and run in those CPU runtimes (``--threads`` intra-op
+threads), alternating with the PyTorch models.
+
 ``--deploy`` converts LSNet backbones of CONFIG with ``LSNet.switch_to_deploy()``
-(``--compare-deploy`` does it for the OTHER_CONFIGs). The table is printed and, with
-``--out``, written as JSON.
+(``--compare-deploy`` does it for the OTHER_CONFIGs). ``--compile`` wraps CONFIG's
+measured module in ``torch.compile`` (after deploy; options: the config's
+``compile=dict(...)`` if it has one, e.g. ``--cfg-options compile.mode=max-autotune``);
+its first run, which compiles, is untimed and reported as ``first_run_s``.
+``--modes eager deploy deploy+compile`` measures CONFIG in each mode in the same run
+(ratios against the first). ``--predict`` measures the whole model as
+``model.test_step`` runs it at test time: data preprocessing, forward and
+post-processing (box decoding and NMS; logits resizing), on a random 0-255 image,
+with the weights of the model's ``init_weights()`` (PyTorch's default initialisation
+makes every anchor a candidate: NMS then costs ~0.9 s for RetinaNet at 640x640).
+The table is printed and, with ``--out``, written as JSON.
+
+    python tools/analysis_tools/benchmark.py configs/retinanet_lsnet_t.py --predict \
+        --shape 800 1344 --modes eager deploy deploy+compile --threads 1
 """
 import argparse
+import contextlib
 import os
 import os.path as osp
 import platform
@@ -47,9 +66,12 @@ import time
 import mmengine
 import numpy as np
 import torch
+from mmengine.config import DictAction
 from torch import nn
 
 from lsnet_mm.apis import build_model_from_cfg, load_config, switch_model_to_deploy
+
+MODES = ('eager', 'deploy', 'compile', 'deploy+compile')
 
 
 def parse_args(argv=None):
@@ -66,6 +88,19 @@ def parse_args(argv=None):
                    help="switch CONFIG's LSNet backbones to deploy mode")
     p.add_argument('--compare-deploy', action='store_true',
                    help="switch OTHER_CONFIG's LSNet backbones to deploy mode")
+    p.add_argument('--compile', action='store_true',
+                   help="torch.compile CONFIG's measured module (after --deploy)")
+    p.add_argument('--modes', nargs='+', choices=MODES, metavar='MODE',
+                   help=f"measure CONFIG in each of these modes ({', '.join(MODES)}), "
+                        'alternating; instead of --deploy / --compile')
+    p.add_argument('--predict', action='store_true',
+                   help='measure model.test_step (preprocessing, forward, box decoding / '
+                        'NMS or logits resizing) instead of the tensor-mode forward')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='settings merged into CONFIG, e.g. model.test_cfg.score_thr=0.0')
+    p.add_argument('--runtime', nargs='+', default=[], choices=['onnxruntime', 'openvino'],
+                   help="also time CONFIG's measured module exported to ONNX, in these CPU "
+                        'runtimes (runs alternate with the PyTorch ones)')
     p.add_argument('--warmup', type=int, default=3, help='untimed runs first (default 3)')
     p.add_argument('--iters', type=int, default=10, help='timed runs (default 10)')
     p.add_argument('--threads', type=int, help='torch CPU threads (default: torch default)')
@@ -76,19 +111,30 @@ def parse_args(argv=None):
         p.error('--iters and --batch must be >= 1, --warmup >= 0, --shape positive')
     if args.compare_deploy and not args.compare:
         p.error('--compare-deploy needs --compare')
+    if args.modes and (args.deploy or args.compile):
+        p.error('--modes replaces --deploy / --compile: name the modes, e.g. deploy+compile')
+    if args.predict and args.backbone_only:
+        p.error('--predict measures the whole model: drop --backbone-only')
+    if args.predict and args.runtime and args.batch != 1:
+        p.error('--runtime with --predict: the end-to-end ONNX graphs take one image')
+    if args.runtime and args.device != 'cpu':
+        p.error('--runtime measures CPU runtimes: use --device cpu')
     if args.device == 'cuda' and not torch.cuda.is_available():
         p.error('--device cuda: CUDA is not available in this PyTorch build / machine')
     return args
 
 
 # ----------------------------------------------------------------------------- building
-def build_model(name):
-    """(model, scope) built from a config, random weights, eval mode."""
+def build_model(name, cfg_options=None):
+    """(model, scope, cfg) built from a config (``cfg_options`` merged), random weights,
+    eval mode."""
     try:
         cfg = load_config(name)
     except FileNotFoundError as e:
         raise SystemExit(f'benchmark: {e}')
-    return build_model_from_cfg(cfg)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return build_model_from_cfg(cfg) + (cfg,)
 
 
 def data_samples_for(scope, batch, shape):
@@ -115,9 +161,46 @@ class TensorForward(nn.Module):
         return self.model(x, self.data_samples, mode='tensor')
 
 
-def prepare(name, args, deploy):
-    """The module to time (backbone or tensor-mode network) and a description."""
-    model, scope = build_model(name)
+class PredictForward(nn.Module):
+    """``model.test_step`` on a batch of images as a one-argument module.
+
+    Args:
+        model (nn.Module): An mmdet/mmseg model (its data preprocessor normalises).
+        data_samples (list): One data sample (image meta information) per image.
+    """
+
+    def __init__(self, model, data_samples):
+        super().__init__()
+        self.model = model
+        self.data_samples = data_samples
+
+    def forward(self, x):
+        """Predict.
+
+        Args:
+            x (torch.Tensor): (B, 3, H, W) images, 0-255, channels as the dataset's.
+
+        Returns:
+            list: The data samples with the predictions.
+        """
+        return self.model.test_step(dict(inputs=list(x), data_samples=self.data_samples))
+
+
+def compile_options(cfg):
+    """``torch.compile`` keyword arguments: the config's ``compile`` dict, else none."""
+    opts = cfg.get('compile')
+    return dict(opts) if isinstance(opts, dict) else {}
+
+
+def prepare(name, args, mode='eager', cfg_options=None):
+    """The module to time (backbone, tensor-mode or predict-mode network) and a
+    description; ``mode`` is one of MODES."""
+    model, scope, cfg = build_model(name, cfg_options)
+    if args.predict:  # the heads' own initialisation (e.g. RetinaNet's prior-probability
+        # bias): as with trained weights, background anchors score below the threshold
+        with quiet_logger():  # (no line per parameter)
+            model.init_weights()
+    deploy, compiled = 'deploy' in mode, 'compile' in mode
     n_lsnet = switch_model_to_deploy(model) if deploy else 0
     if deploy and not n_lsnet:
         print(f'benchmark: --deploy: {name} has no LSNet backbone; measured as it is')
@@ -127,15 +210,55 @@ def prepare(name, args, deploy):
                              f'{type(model).__name__} without a .backbone')
         module = model.backbone
     else:
-        module = TensorForward(model, data_samples_for(scope, args.batch, args.shape))
+        wrapper = PredictForward if args.predict else TensorForward
+        module = wrapper(model, data_samples_for(scope, args.batch, args.shape))
     module.to(args.device)
     module.eval()  # not chained: some backbones' train() returns None
+    options = compile_options(cfg) if compiled else None
+    if compiled:  # after deploy: the converted modules are what gets compiled
+        module = torch.compile(module, **options)
     label = osp.splitext(osp.basename(name.split('::')[-1]))[0]
     label += ' backbone' if args.backbone_only else ''
-    label += ' [deploy]' if deploy and n_lsnet else ''
-    return module, dict(name=label, config=name, deploy=bool(deploy and n_lsnet),
+    tags = (['deploy'] if deploy and n_lsnet else []) + (['compile'] if compiled else [])
+    label += f" [{'+'.join(tags)}]" if tags else ''
+    return module, dict(name=label, config=name, mode=mode, deploy=bool(deploy and n_lsnet),
+                        compiled=compiled, compile_options=options, predict=args.predict,
                         backbone_only=args.backbone_only,
                         backbone=type(getattr(model, 'backbone', model)).__name__)
+
+
+def uncompiled(module):
+    """The module a ``torch.compile`` wrapper wraps (or ``module`` itself)."""
+    return getattr(module, '_orig_mod', module)
+
+
+def export_entry(entries):
+    """The entry whose module ``--runtime`` exports: CONFIG's first deploy-mode entry,
+    else its first one; uncompiled."""
+    mine = [e for e in entries if e[1]['config'] == entries[0][1]['config']]
+    module, info = next((e for e in mine if e[1]['deploy']), entries[0])
+    return uncompiled(module), info
+
+
+def onnx_entries(entry, x, args):
+    """CONFIG's measured module exported to ONNX, one entry per ``--runtime``."""
+    import tempfile
+
+    from lsnet_mm.apis.onnx_export import export_onnx
+    from lsnet_mm.apis.onnx_runtime import OnnxModule
+    module, info = entry
+    path = osp.join(tempfile.mkdtemp(prefix='lsnet_benchmark_'), 'model.onnx')
+    if args.predict:  # the whole model: image in, detections / label map out
+        from lsnet_mm.apis.onnx_export import export_end2end
+        export_end2end(module.model, path, x)
+    else:
+        export_onnx(module, x, path)
+    out = []
+    for rt in args.runtime:
+        m = OnnxModule(module, path, rt, args.threads or 0)
+        out.append((m, dict(info, name=f"{info['name']} [{rt}]", runtime=rt,
+                            runtime_version=m.session.version)))
+    return out
 
 
 # ---------------------------------------------------------------------------- measuring
@@ -194,18 +317,24 @@ def peak_memory(module, x, device):
     return peak / mib, rss
 
 
-def count_gmacs(module, x):
-    from mmengine.analysis import get_model_complexity_info
+@contextlib.contextmanager
+def quiet_logger():
+    """mmengine's current logger at level ERROR within the block."""
     from mmengine.logging import MMLogger
     logger = MMLogger.get_current_instance()
     level = logger.level
-    logger.setLevel('ERROR')  # unsupported-operator notes (e.g. the LS aggregation)
+    logger.setLevel('ERROR')
     try:
-        with torch.no_grad():
-            info = get_model_complexity_info(module, inputs=(x,), show_table=False,
-                                             show_arch=False)
+        yield
     finally:
         logger.setLevel(level)
+
+
+def count_gmacs(module, x):
+    from mmengine.analysis import get_model_complexity_info
+    # (no unsupported-operator notes, e.g. for the LS aggregation)
+    with quiet_logger(), torch.no_grad():
+        info = get_model_complexity_info(module, inputs=(x,), show_table=False, show_arch=False)
     return info['flops'] / 1e9
 
 
@@ -228,11 +357,26 @@ def summarise(times_s, batch):
 def benchmark(args, argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    entries = [prepare(args.config, args, args.deploy)]
+    modes = args.modes or ['+'.join(['deploy'] * args.deploy + ['compile'] * args.compile)
+                           or 'eager']
+    entries = []
+    for mode in modes:
+        torch.manual_seed(0)  # the same weights in every mode
+        entries.append(prepare(args.config, args, mode, args.cfg_options))
     for other in args.compare:
-        entries.append(prepare(other, args, args.compare_deploy))
-    x = torch.randn(args.batch, 3, *args.shape, device=args.device)
+        torch.manual_seed(0)
+        entries.append(prepare(other, args, 'deploy' if args.compare_deploy else 'eager'))
+    if args.predict:  # an image: the data preprocessor normalises it
+        x = torch.rand(args.batch, 3, *args.shape, device=args.device) * 255
+    else:
+        x = torch.randn(args.batch, 3, *args.shape, device=args.device)
+    entries += onnx_entries(export_entry(entries), x, args) if args.runtime else []
+    with torch.no_grad():
+        for module, info in entries:
+            if info.get('compiled'):  # the first run compiles: untimed, reported
+                t0 = time.perf_counter()
+                module(x)
+                info['first_run_s'] = time.perf_counter() - t0
     load_before = _loadavg()
 
     times = [[] for _ in entries]
@@ -258,7 +402,8 @@ def benchmark(args, argv=None):
         cpu_ms = np.asarray(cts) * 1e3
         mem, rss = peak_memory(module, x, args.device)
         params = sum(p.numel() for p in module.parameters())
-        gmacs = None if args.no_flops else count_gmacs(module, x)
+        gmacs = None if args.no_flops or args.predict else count_gmacs(
+            getattr(module, 'source', uncompiled(module)), x)
         results.append(dict(info, latency_ms=latency, images_per_s=ips, peak_mem_mib=mem,
                             peak_rss_increase_mib=rss, params=params, params_m=params / 1e6,
                             gmacs=gmacs, times_ms=[t * 1e3 for t in ts],
@@ -271,6 +416,7 @@ def benchmark(args, argv=None):
             sys.argv[1:] if argv is None else argv)),
         shape=list(args.shape), batch=args.batch, device=args.device, warmup=args.warmup,
         iters=args.iters, threads=torch.get_num_threads(), torch=torch.__version__,
+        modes=modes, predict=args.predict, cfg_options=args.cfg_options,
         cpu=platform.processor() or platform.machine(),
         gpu=torch.cuda.get_device_name() if args.device == 'cuda' else None,
         cpu_count=os.cpu_count(), loadavg_1min=[load_before, load_after],
@@ -295,6 +441,8 @@ def benchmark(args, argv=None):
 
 def format_table(out):
     mode = 'backbone' if out['results'][0]['backbone_only'] else 'network (tensor mode)'
+    if out.get('predict'):
+        mode = 'whole model (test_step: preprocessing, forward, post-processing)'
     lines = [f"{mode}, input {out['batch']}x3x{out['shape'][0]}x{out['shape'][1]}, "
              f"{out['device']} ({out['threads']} threads), {out['warmup']} warm-up + "
              f"{out['iters']} timed runs (load average {out['loadavg_1min'][0]} -> "
@@ -319,6 +467,9 @@ def format_table(out):
                      f"{ratio['latency_other_over_this']:.2f}x (ratio of medians; median of "
                      f"run-by-run ratios {ratio['paired_latency_ratio_median']:.2f}x; CPU time "
                      f"{ratio['cpu_time_other_over_this']:.2f}x)")
+    for r in out['results']:
+        if r.get('first_run_s') is not None:
+            lines.append(f"first run (compilation) of {r['name']}: {r['first_run_s']:.1f} s")
     return '\n'.join(lines)
 
 
