@@ -20,6 +20,8 @@ import os
 import os.path as osp
 import re
 
+from ..checkpoint import is_local_path
+
 REMOTE_PREFIXES = ('http://', 'https://', 's3://', 'petrel://', 'open-mmlab://',
                    'torchvision://', 'mmcls://', 'mmpretrain://', 'modelzoo://')
 
@@ -176,7 +178,7 @@ def check_pretrained(cfg):
     """
     problems = []
     for where, ckpt in _pretrained_entries(cfg.get('model', {})):
-        if is_remote(ckpt) or osp.isfile(ckpt):
+        if not is_local_path(ckpt) or osp.isfile(ckpt):
             continue
         name = osp.basename(ckpt)
         m = re.match(r'lsnet_([tsb])\.pth$', name)
@@ -198,7 +200,7 @@ def check_load_from(path, what='checkpoint'):
         path (str | None): ``load_from`` or the tool's checkpoint argument.
         what (str): How the message calls it.
     """
-    if path and not is_remote(path) and not osp.isfile(path):
+    if path and is_local_path(path) and not osp.isfile(path):
         raise PreflightError(f'{what} not found: {path!r} (cwd {os.getcwd()!r}). Check the path; '
                              f'released LSNet detection checkpoints are listed in '
                              f'docs/detection.md.')
