@@ -2,7 +2,8 @@
 
 :func:`ska_reference` is a direct loop, the ground truth for tests.
 """
-from .ska import ska, triton_available
+from .ska import SKAFallbackWarning, fallback_reason, ska, triton_available
 from .ska_reference import ska_reference
 
-__all__ = ['ska', 'ska_reference', 'triton_available']
+__all__ = ['ska', 'ska_reference', 'triton_available', 'fallback_reason',
+           'SKAFallbackWarning']
