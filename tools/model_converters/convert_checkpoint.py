@@ -1,8 +1,10 @@
 """Convert released LSNet checkpoints for these configs (weights-only reading throughout).
 
+The released files load as they are (by path or URL: the LSNet layers upgrade their
+attention tables in memory); this tool writes the upgraded form as a file.
+
 Released detection (mmdet 2.28) or segmentation (mmseg 0.30) checkpoint -> mmdet 3 /
-mmseg 1 file, optionally verified against a config (exits with status 2 on any missing,
-unexpected or mis-shaped key):
+mmseg 1 file, optionally verified against a config:
 
     python tools/model_converters/convert_checkpoint.py retinanet_lsnet_t_coco.pth \
         checkpoints/retinanet_lsnet_t.pth --config configs/retinanet_lsnet_t.py
@@ -17,51 +19,46 @@ file directly, so this is optional:
 
     python tools/model_converters/convert_checkpoint.py lsnet_t.pth \
         pretrained/lsnet_t_backbone.pth --imagenet
+
+SRC may be a local path or an http(s) URL. The output is written only when the
+conversion (and, with --config, the check) succeeds: a temporary file in the output's
+folder is renamed to DST at the end. A file that cannot be read or does not fit prints
+``error: ...`` and exits with status 2, leaving no output behind.
 """
 import argparse
 import os
 import os.path as osp
-import sys
+import tempfile
 
 import torch
 
-import lsnet_mm  # noqa: F401
-from lsnet_mm.checkpoint import (
-    CheckpointError,
-    check_state_dict_fits,
-    convert_released_checkpoint,
-    imagenet_to_backbone,
-    load_state_dict,
-)
+from lsnet_mm.apis import build_model_from_cfg
+from lsnet_mm.apis.launch import run_tool
+from lsnet_mm.checkpoint import convert_released_checkpoint, imagenet_to_backbone, load_state_dict
 from lsnet_mm.models.backbones.lsnet import arch_of
+from lsnet_mm.models.utils.checkpoint_fit import check_state_dict_fits
+from lsnet_mm.utils.errors import CheckpointError, ConfigError
 
 
-def convert_imagenet(src, dst):
-    """Write the backbone of a released ImageNet checkpoint (tables at 14x14)."""
+def convert_imagenet(src):
+    """The backbone of a released ImageNet checkpoint (tables at 14x14) as a checkpoint."""
     sd = imagenet_to_backbone(load_state_dict(src, what='ImageNet checkpoint'))
     arch = arch_of(sd)
     if arch is None:
         raise CheckpointError(f'{src!r} is not an LSNet t/s/b ImageNet checkpoint')
-    torch.save(dict(state_dict=sd, meta=dict(arch=arch, converted_from=str(src))), dst)
-    print(f'{dst}: LSNet-{arch} backbone, {len(sd)} tensors')
+    return dict(state_dict=sd, meta=dict(arch=arch, converted_from=str(src)))
 
 
-def verify(config, path):
-    """Raise unless the file at ``path`` loads into the model of ``config`` exactly."""
-    from mmengine.config import Config
-    from mmengine.registry import MODELS, init_default_scope
-    cfg = Config.fromfile(config)
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    cfg.model.backbone.init_cfg = None
-    model = MODELS.build(cfg.model)
-    check_state_dict_fits(model, load_state_dict(path), path)
-    print(f'{path} fits {config}: no missing, unexpected or mis-shaped keys')
+def verify(config, sd, dst):
+    """Raise unless ``sd`` loads into the model of ``config`` exactly."""
+    model, _ = build_model_from_cfg(config)
+    check_state_dict_fits(model, sd, dst, 'converted checkpoint')
 
 
 def parse_args(argv=None):
     """The command line's arguments."""
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('src', help='released checkpoint')
+    p.add_argument('src', help='released checkpoint (path or URL)')
     p.add_argument('dst', help='output file')
     p.add_argument('--imagenet', action='store_true',
                    help='src is an ImageNet classification checkpoint: write the backbone only')
@@ -71,31 +68,41 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def convert(args):
-    """Convert (and verify) as the parsed command line says."""
-    if osp.dirname(args.dst):
-        os.makedirs(osp.dirname(args.dst), exist_ok=True)
-    if args.imagenet:
-        convert_imagenet(args.src, args.dst)
-        return
-    sd = convert_released_checkpoint(args.src, args.dst, keep=args.keep)
-    groups = sorted({k.split('.', 1)[0] for k in sd})
-    print(f'{args.dst}: {len(sd)} tensors ({", ".join(groups)})')
-    if args.config:
-        if args.keep:
-            raise SystemExit('--config verifies complete detectors; drop --keep to use it')
-        verify(args.config, args.dst)
+def save_if_valid(ckpt, args):
+    """Write ``ckpt`` to ``args.dst`` through a temporary file, after the --config check."""
+    folder = osp.dirname(osp.abspath(args.dst))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(args.dst)}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(ckpt, f)
+        if args.config:
+            verify(args.config, ckpt['state_dict'], args.dst)
+        os.replace(tmp, args.dst)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
 
 
 def main(argv=None):
-    """Convert as the command line says; an unreadable or unfit file exits with status 2."""
+    """Convert (and verify) as the command line says."""
     args = parse_args(argv)
-    try:
-        convert(args)
-    except (CheckpointError, FileNotFoundError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(2)
+    if args.config and args.keep:
+        raise ConfigError('--config verifies complete models; drop --keep to use it')
+    if args.imagenet:
+        ckpt = convert_imagenet(args.src)
+    else:
+        ckpt = convert_released_checkpoint(args.src, keep=args.keep)
+    save_if_valid(ckpt, args)
+    sd = ckpt['state_dict']
+    if args.imagenet:
+        print(f'{args.dst}: LSNet-{ckpt["meta"]["arch"]} backbone, {len(sd)} tensors')
+    else:
+        groups = sorted({k.split('.', 1)[0] for k in sd})
+        print(f'{args.dst}: {len(sd)} tensors ({", ".join(groups)})')
+    if args.config:
+        print(f'{args.dst} fits {args.config}: no missing, unexpected or mis-shaped keys')
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)
