@@ -5,5 +5,6 @@ installed; the backbone and layers need torch and mmengine alone.
 """
 from .backbones import LSNet
 from .layers import LSConv
+from .utils import switch_model_to_deploy
 
-__all__ = ['LSConv', 'LSNet']
+__all__ = ['LSConv', 'LSNet', 'switch_model_to_deploy']

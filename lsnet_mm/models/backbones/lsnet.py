@@ -3,20 +3,25 @@
 Module names follow the authors' release exactly, so their checkpoints load
 unchanged: ``patch_embed`` (stride-8 stem), ``blocks1``..``blocks4`` (stages 2-4
 open with a depthwise stride-2 downsampler). Outputs have strides 8, 16, 32, 64.
+
+Released weights load as released through any loader (``load_state_dict``, mmengine's
+``load_checkpoint``, ``load_from``, the inferencers): the attention layers upgrade
+tables of another grid in memory, and the backbone logs one line per load saying so.
 """
 import re
+from collections import Counter
 from typing import List, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
-from mmengine.registry import MODELS
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...checkpoint import CheckpointError, read_backbone_weights
-from ..layers import ConvBN, LSNetBlock
-from ..layers.reparam import reparameterize
+from ...checkpoint import read_backbone_weights
+from ...registry import MODELS
+from ...utils.errors import CheckpointError
+from ..layers import Attention, ConvBN, LSNetBlock, reparameterize
 
 ARCH_SETTINGS = {
     't': dict(embed_dims=(64, 128, 256, 384), depths=(0, 2, 8, 10)),
@@ -50,6 +55,57 @@ def describe_state_dict(sd: dict) -> Optional[Tuple[tuple, tuple]]:
     return tuple(dims), tuple(depths)
 
 
+def is_deploy_state_dict(sd: dict) -> bool:
+    """Whether an LSNet backbone state dict is of the deploy form (BatchNorms folded).
+
+    Args:
+        sd (dict): A backbone state dict (keys without a ``backbone.`` prefix).
+
+    Returns:
+        bool: True when the stem's first conv carries a bias and has no BatchNorm, as
+        ``LSNet(deploy=True)`` and ``tools/model_converters/reparameterize_model.py``
+        have it.
+    """
+    return 'patch_embed.0.c.bias' in sd and 'patch_embed.0.bn.weight' not in sd
+
+
+def load_weights(model: nn.Module, sd: dict, path: str, strict: bool = False):
+    """``model.load_state_dict(sd, strict)``, with mismatches as one :class:`CheckpointError`.
+
+    Args:
+        model (nn.Module): The model (LSNet layers upgrade released tables as they load).
+        sd (dict): The state dict.
+        path (str): Where ``sd`` was read from, for the message.
+        strict (bool): Missing and unexpected keys are errors too. Defaults to False.
+
+    Returns:
+        tuple[list, list]: The missing and the unexpected keys.
+
+    Raises:
+        CheckpointError: Tensors of other shapes (or, if ``strict``, keys that differ),
+            each named, the first ones of them.
+    """
+    try:
+        return model.load_state_dict(sd, strict=strict)
+    except CheckpointError:
+        raise
+    except RuntimeError as e:  # torch's message: a title, then one line per problem
+        lines = [ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()]
+        raise CheckpointError(f'{path!r} does not fit the {type(model).__name__} model: '
+                              + ' '.join(lines)[:2000]) from e
+
+
+def _log_released_upgrades(backbone: 'LSNet', incompatible_keys) -> None:
+    """Load post-hook of :class:`LSNet`: one line on what its layers upgraded."""
+    grids = Counter(m.upgraded_from for m in backbone.modules()
+                    if isinstance(m, Attention) and m.upgraded_from)
+    if grids:
+        what = ', '.join(f'{n} attention table{"s" * (n > 1)} resized from {a}x{a} to {b}x{b}'
+                         for (a, b), n in sorted(grids.items()))
+        print_log(f'LSNet-{backbone.arch}: released weights upgraded in memory: {what}',
+                  logger='current')
+
+
 def arch_of(sd: dict) -> Optional[str]:
     """Name the released arch of an LSNet backbone state dict.
 
@@ -79,12 +135,15 @@ class LSNet(BaseModule):
             (no gradients, eval mode).
         norm_eval (bool): keep every BatchNorm in eval mode while training (frozen
             statistics, as the paper's detection and segmentation recipes do).
+        deploy (bool): Build the deploy form directly (what :meth:`switch_to_deploy`
+            converts to), e.g. to load a checkpoint written by
+            ``tools/model_converters/reparameterize_model.py``. Defaults to False.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)`` loads a
             released ImageNet checkpoint (or a downstream one, with ``prefix='backbone.'``).
     """
 
     def __init__(self, arch='t', in_channels=3, out_indices=(0, 1, 2, 3), frozen_stages=-1,
-                 norm_eval=True, init_cfg=None):
+                 norm_eval=True, deploy=False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if isinstance(arch, str):
             if arch.lower() not in ARCH_SETTINGS:
@@ -110,21 +169,24 @@ class LSNet(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
 
+        self.deploy = deploy
+
         c1 = self.embed_dims[0]
         self.patch_embed = nn.Sequential(
-            ConvBN(in_channels, c1 // 4, 3, 2, 1), nn.ReLU(),
-            ConvBN(c1 // 4, c1 // 2, 3, 2, 1), nn.ReLU(),
-            ConvBN(c1 // 2, c1, 3, 2, 1))
+            ConvBN(in_channels, c1 // 4, 3, 2, 1, deploy=deploy), nn.ReLU(inplace=deploy),
+            ConvBN(c1 // 4, c1 // 2, 3, 2, 1, deploy=deploy), nn.ReLU(inplace=deploy),
+            ConvBN(c1 // 2, c1, 3, 2, 1, deploy=deploy))
         for s, (dim, depth) in enumerate(zip(self.embed_dims, self.depths)):
             layers = []
             if s > 0:
                 prev = self.embed_dims[s - 1]
-                layers += [ConvBN(prev, prev, 3, 2, 1, groups=prev), ConvBN(prev, dim)]
+                layers += [ConvBN(prev, prev, 3, 2, 1, groups=prev, deploy=deploy),
+                           ConvBN(prev, dim, deploy=deploy)]
             layers += [LSNetBlock(dim, d, use_attention=(s == 3), key_dim=key_dim,
-                                  num_heads=num_heads[s]) for d in range(depth)]
+                                  num_heads=num_heads[s], deploy=deploy) for d in range(depth)]
             self.add_module(f'blocks{s + 1}', nn.Sequential(*layers))
         self.out_channels = [self.embed_dims[i] for i in out_indices]
-        self.deploy = False
+        self.register_load_state_dict_post_hook(_log_released_upgrades)
         self._freeze_stages()
 
     @property
@@ -174,15 +236,17 @@ class LSNet(BaseModule):
                     m.eval()
         return self
 
-    def switch_to_deploy(self):
+    def switch_to_deploy(self) -> 'LSNet':
         """Convert in place for fast inference (as mmpretrain's RepVGG does).
 
-        Folds every Conv-BN into one conv, each RepVGG-style depthwise mixer into one
-        3x3 depthwise conv and each LS convolution's BatchNorm into a per-channel
-        affine; attention biases are computed once per feature-map size. Outputs match
-        eval mode up to float rounding. Irreversible: the result has no BatchNorm
-        statistics left and is meant for inference only (it is put in eval mode).
-        See :mod:`lsnet_mm.models.layers.reparam`.
+        Every layer converts itself (children before parents,
+        :func:`~lsnet_mm.models.layers.reparameterize`) into the form ``deploy=True``
+        builds: Conv-BNs fused into one conv, each RepVGG-style mixer into one 3x3
+        depthwise conv, each LS convolution's BatchNorm into a per-channel affine, the
+        attention scale into the query conv, ReLUs, gates and residual adds in place;
+        attention biases are computed once per feature-map size. Outputs match eval
+        mode up to float rounding. Irreversible: the result has no BatchNorm statistics
+        left and is meant for inference only (it is put in eval mode).
 
         Returns:
             LSNet: The backbone itself, converted.
@@ -190,8 +254,11 @@ class LSNet(BaseModule):
         if self.deploy:
             return self
         self.eval()
-        for name, child in list(self.named_children()):
-            setattr(self, name, reparameterize(child))
+        for child in self.children():
+            reparameterize(child)
+        for m in self.patch_embed:
+            if isinstance(m, nn.ReLU):
+                m.inplace = True  # on the fresh output of a conv
         self.deploy = True
         return self
 
@@ -208,8 +275,9 @@ class LSNet(BaseModule):
     def load_pretrained(self, path, prefix=None):
         """Load released LSNet weights (ImageNet or downstream) from ``path``.
 
-        Checks that the checkpoint is of this model's arch, converts ImageNet tables,
-        loads non-strictly and logs what was missing or unexpected.
+        Checks that the checkpoint is of this model's arch and form (deploy or not),
+        loads non-strictly (attention tables of another grid are resized by the layers)
+        and logs what was missing or unexpected.
 
         Args:
             path (str): A local file or any location mmengine's ``CheckpointLoader``
@@ -221,19 +289,21 @@ class LSNet(BaseModule):
             tuple[list, list]: The missing and the unexpected keys, as mmengine reports.
 
         Raises:
-            CheckpointError: The file is not an LSNet checkpoint of this arch.
+            CheckpointError: The file is not an LSNet checkpoint of this arch and form,
+                or its tensors do not fit the model.
         """
         sd = read_backbone_weights(path, prefix)
         self.check_arch(sd, path)
-        own = self.state_dict()
-        wrong = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-                 for k, v in sd.items() if k in own and own[k].shape != v.shape]
-        if wrong:
-            raise CheckpointError(f'{path!r} does not fit LSNet-{self.arch}: shapes differ for '
-                                  + '; '.join(wrong[:5]))
-        missing, unexpected = self.load_state_dict(sd, strict=False)
-        # index buffers are built by the model itself, never read from a file
-        missing = [k for k in missing if not k.endswith('attention_bias_idxs')]
+        if is_deploy_state_dict(sd) and not self.deploy:
+            raise CheckpointError(
+                f'{path!r} holds LSNet weights in deploy form (BatchNorms folded), but the '
+                f'model is built with deploy=False: set deploy=True in the backbone config.')
+        if self.deploy and not is_deploy_state_dict(sd):
+            raise CheckpointError(
+                f'{path!r} holds LSNet weights in training form (with BatchNorms), but the '
+                f'model is built with deploy=True: convert the file with '
+                f'tools/model_converters/reparameterize_model.py, or set deploy=False.')
+        missing, unexpected = load_weights(self, sd, path)
         print_log(f'LSNet-{self.arch}: loaded {len(sd) - len(unexpected)} tensors from {path}; '
                   f'missing keys: {missing or "none"}; unexpected keys: {unexpected or "none"}',
                   logger='current')

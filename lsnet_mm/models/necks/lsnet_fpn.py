@@ -9,15 +9,16 @@ The FPN is mmdet's, or mmseg's where mmdet is not installed (the two are the sam
 module with the same parameter names), so the neck serves both libraries.
 
 Every forward pass first compares the widths of its inputs with ``in_channels`` and
-raises :class:`~lsnet_mm.utils.model_check.ModelConfigError` naming
+raises :class:`~lsnet_mm.utils.errors.ConfigError` naming
 ``neck.in_channels``, the LSNet arch and the widths it needs (rather than PyTorch's conv
 shape error), under any tool.
 """
 from mmcv.cnn import ConvModule
-from mmengine.registry import MODELS
 from torch import nn
 
-from ...utils.model_check import ModelConfigError, neck_width_message
+from ...registry import MODELS
+from ...utils.errors import ConfigError
+from ..utils.neck_widths import neck_width_message
 
 try:
     from mmdet.models.necks import FPN
@@ -71,11 +72,11 @@ class LSNetFPN(FPN):
             tuple[Tensor]: ``num_outs`` maps, finest first.
 
         Raises:
-            ModelConfigError: The inputs' widths differ from ``in_channels``.
+            ConfigError: The inputs' widths differ from ``in_channels``.
         """
         widths = [int(x.shape[1]) for x in inputs]
         if widths != list(self.in_channels):
-            raise ModelConfigError(neck_width_message(self.in_channels, widths))
+            raise ConfigError(neck_width_message(self.in_channels, widths))
         if not self.num_extra_trans_convs:
             return super().forward(inputs)
         # FPN.forward hands the finest top-down lateral to fpn_convs[0]; catch it there

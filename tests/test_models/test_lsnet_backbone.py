@@ -8,25 +8,12 @@ import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from lsnet_mm import LSNet
+from model_helpers import randomize
 
-REFERENCE = os.path.join(os.path.dirname(__file__), 'data', 'lsnet_backbone_state_dict.json')
+REFERENCE = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data',
+                         'lsnet_backbone_state_dict.json')
 
-
-def randomize(model):
-    """Non-trivial BN statistics and affines and attention biases (convs keep their
-    default init), so that equality tests mean something and activations stay sane."""
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.5 + 0.25)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-        for name, p in model.named_parameters():
-            if name.endswith('attention_biases'):
-                p.copy_(torch.randn(p.shape, generator=g))
-    return model
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.mark.parametrize('arch', ['t', 's', 'b'])

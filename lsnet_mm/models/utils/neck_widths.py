@@ -4,23 +4,19 @@ A neck whose ``in_channels`` do not match the LSNet arch (e.g. RetinaNet-LSNet-S
 widths of LSNet-T) otherwise fails at the first forward pass with PyTorch's conv shape
 error, which names neither the neck nor the arch. Two checks cover it:
 
-* :func:`check_model_cfg`, on the config: ``tools/train.py`` and ``tools/test.py`` call
+* :func:`check_neck_widths`, on the config: ``tools/train.py`` and ``tools/test.py`` call
   it before building anything;
 * ``LSNetFPN`` checks the widths it receives on every forward pass (a comparison of a
-  few integers) and raises the same :class:`ModelConfigError`, so mmdet's and mmseg's
+  few integers) and raises the same :class:`ConfigError`, so mmdet's and mmseg's
   own tools and the inferencers name the problem too.
 """
 from typing import List, Optional, Sequence, Tuple
 
-from .preflight import PreflightError
-
-
-class ModelConfigError(PreflightError):
-    """Model settings that do not fit together; the message names them and the fix."""
+from ...utils.errors import ConfigError
+from ..backbones.lsnet import ARCH_SETTINGS
 
 
 def _arch_widths():
-    from ..models.backbones.lsnet import ARCH_SETTINGS
     return {name: tuple(s['embed_dims']) for name, s in ARCH_SETTINGS.items()}
 
 
@@ -97,7 +93,7 @@ def neck_width_message(in_channels: Sequence[int], widths: Sequence[int],
             f'the LSNet stages 0-3 per arch: {_widths_table()}.')
 
 
-def check_model_cfg(cfg) -> None:
+def check_neck_widths(cfg) -> None:
     """Check that the config's neck takes the widths its LSNet backbone gives.
 
     Only LSNet backbones and necks with a list ``in_channels`` (FPN, LSNetFPN, ...) are
@@ -107,7 +103,7 @@ def check_model_cfg(cfg) -> None:
         cfg (mmengine.Config): A tool's config (its ``model`` is checked).
 
     Raises:
-        ModelConfigError: ``neck.in_channels`` differ from the backbone's output widths;
+        ConfigError: ``neck.in_channels`` differ from the backbone's output widths;
             the message names the arch and the widths it needs.
     """
     model = cfg.get('model') or {}
@@ -124,4 +120,4 @@ def check_model_cfg(cfg) -> None:
         return
     label, widths = found
     if [int(c) for c in in_channels] != widths:
-        raise ModelConfigError(neck_width_message(in_channels, widths, label))
+        raise ConfigError(neck_width_message(in_channels, widths, label))

@@ -24,14 +24,18 @@ SCRIPT = textwrap.dedent('''
     backbone = MODELS.build(cfg.backbone)
     neck = MODELS.build(cfg.neck)
     assert type(backbone).__name__ == 'LSNet' and backbone.arch == 's'
+    deploy = MODELS.build(dict(cfg.backbone, deploy=True))
+    assert deploy.deploy and list(deploy.state_dict()) == list(
+        backbone.switch_to_deploy().state_dict())
     with torch.no_grad():
         outs = neck(backbone.eval()(torch.randn(1, 3, 128, 128)))
     # what the configs name besides the model: hooks, the DDP wrapper, transforms
     from mmengine.registry import HOOKS, MODEL_WRAPPERS, TRANSFORMS
     for name in ('SafeCheckpointHook', 'CheckpointCheckHook', 'LSNetDeployHook'):
-        assert HOOKS.get(name) is not None, name
-    assert MODEL_WRAPPERS.get('CPUFallbackDDP') is not None
-    assert TRANSFORMS.get('CheckedLoadImageFromFile') is not None
+        assert HOOKS.get(f'lsnet_mm.{name}') is not None, name
+        assert name not in HOOKS.module_dict, f'{name} must not be in the root registry'
+    assert MODEL_WRAPPERS.get('lsnet_mm.CPUFallbackDDP') is not None
+    assert TRANSFORMS.get('lsnet_mm.CheckedLoadImageFromFile') is not None
     print('BUILT', type(neck).__name__, len(outs))
 ''')
 
@@ -42,6 +46,7 @@ CONFIG = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow  # a fresh interpreter importing mmdet / mmseg: 13-19 s each
 @pytest.mark.parametrize('library', ['mmdet', 'mmseg'])
 def test_build_through_custom_imports(tmp_path, library):
     cfg = tmp_path / 'cfg.py'

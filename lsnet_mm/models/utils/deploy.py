@@ -5,13 +5,14 @@ built from a config (a detector, a segmentor or a bare backbone) once its weight
 are loaded. Every :class:`~lsnet_mm.models.LSNet` inside is converted in place with
 ``LSNet.switch_to_deploy()``; other modules are left as they are. With mmengine's
 Runner the weights are loaded inside ``runner.test()``: name
-``dict(type='LSNetDeployHook')`` in ``custom_hooks`` instead
+``dict(type='lsnet_mm.LSNetDeployHook')`` in ``custom_hooks`` instead
 (:mod:`lsnet_mm.engine.hooks.deploy_hook`).
 """
 from mmengine.logging import print_log
 from torch import nn
 
-from ..models.backbones.lsnet import LSNet
+from ...utils.errors import ConfigError
+from ..backbones.lsnet import LSNet
 
 
 def switch_model_to_deploy(model: nn.Module, strict: bool = False) -> int:
@@ -20,11 +21,14 @@ def switch_model_to_deploy(model: nn.Module, strict: bool = False) -> int:
     Args:
         model (nn.Module): A model whose weights are loaded (deploy mode folds the
             BatchNorm statistics into the convolutions).
-        strict (bool): Raise ``ValueError`` when ``model`` holds no LSNet; otherwise
-            log it and leave the model unchanged. Defaults to False.
+        strict (bool): Raise when ``model`` holds no LSNet; otherwise log it and leave
+            the model unchanged. Defaults to False.
 
     Returns:
         int: How many LSNet backbones were converted.
+
+    Raises:
+        ConfigError: ``strict`` and the model holds no LSNet backbone.
     """
     found = [m for m in model.modules() if isinstance(m, LSNet)]
     for m in found:
@@ -33,7 +37,7 @@ def switch_model_to_deploy(model: nn.Module, strict: bool = False) -> int:
         msg = (f'--deploy: {type(model).__name__} contains no LSNet backbone; nothing to '
                f'convert (deploy mode only applies to LSNet).')
         if strict:
-            raise ValueError(msg)
+            raise ConfigError(msg)
         print_log(msg, logger='current')
     else:
         print_log(f'deploy mode: converted {len(found)} LSNet backbone(s) for inference',
