@@ -6,46 +6,39 @@ crashes the loss with "Target N is out of bounds" (CPU) or a device-side assert
 (CUDA), or is silently dropped by ``IoUMetric`` (its histogram ignores values past
 the last class). ``CheckedADE20KDataset`` takes the same arguments and raises:
 
-* ``FileNotFoundError`` naming the missing image/annotation folder (or the missing
+* :class:`DatasetError` naming the missing image/annotation folder (or the missing
   annotation files) and how to get ADE20K;
 * :class:`SegLabelError` naming the label map file and the offending values as
   stored in the file, the first time that file is loaded (train, val or test);
 * :class:`SegLabelError` naming the image and the label map when the label map has
   another size than its image (mmseg trains on misaligned crops, or fails at
   validation with an IndexError that names no file);
-* :class:`~lsnet_mm.datasets.transforms.ImageDecodeError` naming the image or label
-  map that cannot be read, whatever transform of the pipeline loads it (mmcv's
-  ``LoadImageFromFile`` and mmseg's ``LoadAnnotations`` fail on an empty or
-  non-image file with OpenCV or PIL errors that name no file); other errors of the
-  pipeline get a note naming the sample's files.
+* :class:`ImageDecodeError` naming the image or label map that cannot be read,
+  whatever transform of the pipeline loads it (mmcv's ``LoadImageFromFile`` and
+  mmseg's ``LoadAnnotations`` fail on an empty or non-image file with OpenCV or PIL
+  errors that name no file); other errors of the pipeline get a note naming the
+  sample's files.
 
 ``tools/train.py`` and ``tools/test.py`` check every file before the run starts
-(:mod:`lsnet_mm.datasets.dataset_check`); these errors cover files that change
-afterwards and runs started by mmseg's own tools.
+(:mod:`lsnet_mm.datasets.verify`, whose file probes and label-value rule this class
+shares); these errors cover files that change afterwards and runs started by mmseg's
+own tools.
 """
 import os
 import os.path as osp
 
-import mmcv
-import numpy as np
-from mmengine.registry import DATASETS
 from mmseg.datasets import ADE20KDataset
 
-from .dataset_check import loaded_size, read_image_header, unreadable
-from .transforms.loading import ImageDecodeError
-
-ADE20K_HELP = (
-    'ADE20K (SceneParsing, ADEChallengeData2016) is expected in mmseg\'s layout: '
-    '{root}/images/training/*.jpg, {root}/images/validation/*.jpg and the label maps '
-    '{root}/annotations/{{training,validation}}/*.png. Download '
-    'http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip and unzip it '
-    'into data/ade/ (or symlink it there), or set data_root, e.g. --cfg-options '
-    'train_dataloader.dataset.data_root=PATH. For the generated demo data run '
-    '".venv/bin/python -m lsnet_mm.datasets.demo.ade_scenes" (see docs/segmentation.md).')
-
-
-class SegLabelError(ValueError):
-    """A label map holds values that are neither a class nor the ignore index."""
+from ..registry import DATASETS
+from ..utils.errors import DatasetError, ImageDecodeError, SegLabelError
+from .verify import (
+    DATA_HELP,
+    ImageHeader,
+    LabelMap,
+    invalid_label_values,
+    probe_image,
+    probe_label_map,
+)
 
 
 @DATASETS.register_module()
@@ -58,7 +51,7 @@ class CheckedADE20KDataset(ADE20KDataset):
 
     def _where(self):
         root = self.data_root or '.'
-        return ADE20K_HELP.format(root=root.rstrip('/'))
+        return DATA_HELP['ADE20KDataset'].format(root=root.rstrip('/'))
 
     def load_data_list(self) -> list:
         """List the samples as mmseg does, after checking that the folders exist.
@@ -67,7 +60,7 @@ class CheckedADE20KDataset(ADE20KDataset):
             list[dict]: The data information of every sample.
 
         Raises:
-            FileNotFoundError: An image or annotation folder is missing, it holds no
+            DatasetError: An image or annotation folder is missing, it holds no
                 images, or images lack their label maps.
         """
         img_dir = self.data_prefix.get('img_path', '')
@@ -75,17 +68,17 @@ class CheckedADE20KDataset(ADE20KDataset):
         if not self.ann_file:
             for what, d in (('image folder', img_dir), ('annotation folder', ann_dir)):
                 if d is not None and not osp.isdir(d):
-                    raise FileNotFoundError(
+                    raise DatasetError(
                         f'ADE20K {what} not found: {d!r} (cwd {os.getcwd()!r}). '
                         + self._where())
         data_list = super().load_data_list()
         if not data_list:
-            raise FileNotFoundError(
+            raise DatasetError(
                 f'no {self.img_suffix} images found in {img_dir!r}. ' + self._where())
         if ann_dir is not None:
             missing = [d['seg_map_path'] for d in data_list if not osp.isfile(d['seg_map_path'])]
             if missing:
-                raise FileNotFoundError(
+                raise DatasetError(
                     f'{len(missing)} of {len(data_list)} label maps are missing, e.g. '
                     f'{missing[0]!r} (for {osp.basename(missing[0])[:-4] + self.img_suffix}). '
                     f'Every image in {img_dir!r} needs a {self.seg_map_suffix} label map '
@@ -131,17 +124,18 @@ class CheckedADE20KDataset(ADE20KDataset):
         when both read, adds a note naming them to ``error`` (the caller re-raises it).
         """
         info = self.get_data_info(idx)
-        files = (('image', info.get('img_path')), ('label map', info.get('seg_map_path')))
-        for what, path in files:
-            why = unreadable(path) if path else None
-            if why:
+        files = (('image', info.get('img_path'), probe_image),
+                 ('label map', info.get('seg_map_path'), probe_label_map))
+        for what, path, probe in files:
+            why = probe(path) if path else None
+            if isinstance(why, str):
                 raise ImageDecodeError(
                     f'could not load the {what} {path!r} (sample {idx} of '
                     f'{type(self).__name__}): {why}; the pipeline failed with '
                     f'{type(error).__name__}: {str(error).strip() or "no details"}. Generate or '
                     f'download the file again, or remove the image and its label map.'
                 ) from error
-        where = ', '.join(f'{what} {path!r}' for what, path in files if path)
+        where = ', '.join(f'{what} {path!r}' for what, path, _ in files if path)
         note = f'while loading sample {idx} of {type(self).__name__}: {where}'
         if hasattr(error, 'add_note'):  # Python >= 3.11
             error.add_note(note)
@@ -162,12 +156,11 @@ class CheckedADE20KDataset(ADE20KDataset):
         img, seg = info.get('img_path'), info.get('seg_map_path')
         if seg is None:
             return
-        try:
-            img_size = loaded_size(read_image_header(img))
-            seg_size = read_image_header(seg)[:2]
-        except (OSError, ValueError):  # unreadable: the pipeline's loader names the file
-            return
-        if tuple(img_size) != tuple(seg_size):
+        img_header, seg_header = probe_image(img), probe_image(seg)
+        if not (isinstance(img_header, ImageHeader) and isinstance(seg_header, ImageHeader)):
+            return  # unreadable: the pipeline's loader names the file
+        img_size, seg_size = img_header.loaded_size, (seg_header.width, seg_header.height)
+        if img_size != seg_size:
             raise SegLabelError(
                 f'label map {seg!r} is {seg_size[0]}x{seg_size[1]} but its image {img!r} is '
                 f'{img_size[0]}x{img_size[1]} (width x height). Each label map must have '
@@ -176,9 +169,10 @@ class CheckedADE20KDataset(ADE20KDataset):
 
     def _raise_label_error(self, path, num_classes):
         """Name the values *as stored in the file* that map outside the classes."""
-        raw = mmcv.imread(path, flag='unchanged', backend='pillow')
-        values = [int(v) for v in np.unique(raw)]
-        bad = [v for v in values if not self._valid_raw(v, num_classes)]
+        label = probe_label_map(path)
+        values = list(label.values) if isinstance(label, LabelMap) else []
+        bad = invalid_label_values(values, num_classes, self.ignore_index,
+                                   self.reduce_zero_label, self.label_map)
         n_ade = len(ADE20KDataset.METAINFO['classes'])
         raise SegLabelError(
             f'label map {path!r} holds value(s) {bad or values} outside the {num_classes} '
@@ -189,11 +183,3 @@ class CheckedADE20KDataset(ADE20KDataset):
             + f', and {self.ignore_index} for ignore. Fix or regenerate this file (a colour '
             f'PNG or a map of another dataset gives such values), or use the dataset type and '
             f'classes that match it.')
-
-    def _valid_raw(self, v, num_classes):
-        if self.reduce_zero_label:
-            v = 255 if v == 0 else v - 1
-            v = 255 if v == 254 else v
-        if self.label_map:
-            v = self.label_map.get(v, v)
-        return 0 <= v < num_classes or v == self.ignore_index

@@ -22,7 +22,7 @@ Same arguments, same files: every image is drawn from its own seeded generator.
 
 Command line::
 
-    python -m lsnet_mm.datasets.demo.ade_scenes --out data/demo_ade/ADEChallengeData2016
+    python -m lsnet_mm.datasets.demo.ade_scenes --root data/demo_ade/ADEChallengeData2016
 """
 import argparse
 import json
@@ -192,22 +192,28 @@ def generate(out_dir, num_train=48, num_val=16, width=192, height=144, seed=0,
 
 
 def main(argv=None):
-    """Command line: ``python -m lsnet_mm.datasets.demo.ade_scenes [--out DIR]``."""
+    """Command line: ``python -m lsnet_mm.datasets.demo.ade_scenes [--root DIR] [--force]``.
+
+    ``--root`` and ``--force`` are the flags of the COCO generator
+    (:mod:`lsnet_mm.datasets.demo.coco_shapes`); ``--out`` and ``--overwrite`` are kept as
+    their aliases.
+    """
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--out', default='data/demo_ade/ADEChallengeData2016',
-                   help='dataset root to write (default: %(default)s)')
+    p.add_argument('--root', '--out', dest='root', default='data/demo_ade/ADEChallengeData2016',
+                   help='dataset root to write (default: %(default)s); --out is an alias')
     p.add_argument('--num-train', type=int, default=48)
     p.add_argument('--num-val', type=int, default=16)
     p.add_argument('--width', type=int, default=192)
     p.add_argument('--height', type=int, default=144)
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--overwrite', action='store_true',
-                   help='rewrite even if a dataset with the same arguments exists')
+    p.add_argument('--force', '--overwrite', dest='force', action='store_true',
+                   help='rewrite even if a dataset with the same arguments exists '
+                        '(--overwrite is an alias)')
     a = p.parse_args(argv)
-    generate(a.out, a.num_train, a.num_val, a.width, a.height, a.seed, a.overwrite)
+    generate(a.root, a.num_train, a.num_val, a.width, a.height, a.seed, a.force)
     print(f'demo ADE20K-layout dataset: {a.num_train} training and {a.num_val} validation '
-          f'images ({a.width}x{a.height}) in {a.out}')
+          f'images ({a.width}x{a.height}) in {a.root}')
 
 
 if __name__ == '__main__':

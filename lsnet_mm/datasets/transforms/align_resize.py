@@ -11,7 +11,8 @@ from typing import Sequence, Tuple
 
 import mmcv
 from mmcv.transforms import Resize
-from mmengine.registry import TRANSFORMS
+
+from ...registry import TRANSFORMS
 
 
 def align_resize_shape(shape: Sequence[int], scale: Sequence[int] = (2048, 512),

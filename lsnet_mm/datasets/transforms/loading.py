@@ -2,11 +2,10 @@
 from typing import Optional
 
 from mmcv.transforms import LoadImageFromFile
-from mmengine.registry import TRANSFORMS
 
-
-class ImageDecodeError(RuntimeError):
-    """An image listed by the dataset could not be read or decoded."""
+from ...registry import TRANSFORMS
+from ...utils.errors import ImageDecodeError
+from ..verify import probe_image
 
 
 @TRANSFORMS.register_module()
@@ -40,9 +39,11 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
                 f'image file not found: {filename!r} (listed by the annotation file). Check '
                 f'data_root/data_prefix in the config, or that the data set is complete.') from e
         except Exception as e:  # decoder errors come as cv2.error, AssertionError, OSError...
+            header = probe_image(filename)
+            why = header if isinstance(header, str) else 'its header reads but its pixels do not'
             raise ImageDecodeError(
-                f'could not decode image {filename!r}: {type(e).__name__}: '
-                f'{str(e).strip() or "no details"}. The file is empty, truncated or not an '
+                f'could not decode image {filename!r}: {why} ({type(e).__name__}: '
+                f'{str(e).strip() or "no details"}). The file is empty, truncated or not an '
                 f'image; re-download or regenerate it, or remove it from the annotation '
                 f'file.') from e
         if out is not None and out.get('img') is None:

@@ -1,19 +1,15 @@
 """AlignResize: the paper's ADE20K test-time resize (keep ratio at 2048x512, then both
-sides rounded up to a multiple of 32), and the generated ADE20K-layout demo data."""
-import hashlib
-import os
+sides rounded up to a multiple of 32), registered in scope lsnet_mm and used by the ADE20K
+configs' test pipelines."""
 import os.path as osp
 
-import cv2
 import numpy as np
 import pytest
 from mmengine.config import Config
 
 import lsnet_mm  # noqa: F401
 from lsnet_mm.datasets import AlignResize, align_resize_shape
-from lsnet_mm.datasets.demo.ade_scenes import DEMO_ADE_IDS, DEMO_CLASSES, generate
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from product_helpers import ROOT
 
 # (height, width) in -> (height, width) out, worked out by hand:
 # factor = min(2048 / long side, 512 / short side); side = int(side * factor + 0.5);
@@ -62,60 +58,13 @@ def test_align_resize_is_registered_and_used_by_the_test_pipeline():
     from mmengine.registry import init_default_scope
     from mmseg.registry import TRANSFORMS
     init_default_scope('mmseg')
-    t = TRANSFORMS.build(dict(type='AlignResize', scale=(2048, 512), size_divisor=32))
+    t = TRANSFORMS.build(dict(type='lsnet_mm.AlignResize', scale=(2048, 512), size_divisor=32))
     assert isinstance(t, AlignResize)
     for arch in 'tsb':
         cfg = Config.fromfile(osp.join(ROOT, 'configs', f'fpn_lsnet_{arch}_ade20k.py'))
         for key in ('val_dataloader', 'test_dataloader'):
             steps = [s['type'] for s in cfg[key]['dataset']['pipeline']]
-            assert steps == ['LoadImageFromFile', 'AlignResize', 'LoadAnnotations',
+            assert steps == ['LoadImageFromFile', 'lsnet_mm.AlignResize', 'LoadAnnotations',
                              'PackSegInputs'], (arch, key, steps)
             resize = cfg[key]['dataset']['pipeline'][1]
             assert tuple(resize['scale']) == (2048, 512) and resize['size_divisor'] == 32
-
-
-def _digest(root):
-    h = hashlib.sha256()
-    for d, _, files in sorted(os.walk(root)):
-        for f in sorted(files):
-            h.update(osp.relpath(osp.join(d, f), root).encode())
-            with open(osp.join(d, f), 'rb') as fh:
-                h.update(fh.read())
-    return h.hexdigest()
-
-
-def test_demo_data_layout_convention_and_determinism(tmp_path):
-    a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
-    generate(a, num_train=3, num_val=2, width=96, height=72, seed=5)
-    generate(b, num_train=3, num_val=2, width=96, height=72, seed=5)
-    assert _digest(a) == _digest(b)  # same arguments, same bytes
-    c = str(tmp_path / 'c')
-    generate(c, num_train=3, num_val=2, width=96, height=72, seed=6)
-    assert _digest(a) != _digest(c)
-
-    assert sorted(os.listdir(osp.join(a, 'images', 'training'))) == [
-        f'ADE_train_0000000{i}.jpg' for i in (1, 2, 3)]
-    assert sorted(os.listdir(osp.join(a, 'annotations', 'validation'))) == [
-        'ADE_val_00000001.png', 'ADE_val_00000002.png']
-    allowed = {0} | set(DEMO_ADE_IDS.values())
-    seen = set()
-    for split, prefix, n in (('training', 'train', 3), ('validation', 'val', 2)):
-        for i in range(1, n + 1):
-            img = cv2.imread(osp.join(a, 'images', split, f'ADE_{prefix}_{i:08d}.jpg'))
-            lab = cv2.imread(osp.join(a, 'annotations', split, f'ADE_{prefix}_{i:08d}.png'),
-                             cv2.IMREAD_UNCHANGED)
-            assert img.shape == (72, 96, 3) and lab.shape == (72, 96) and lab.dtype == np.uint8
-            values = set(np.unique(lab).tolist())
-            assert values <= allowed
-            seen |= values
-    assert len(seen - {0}) >= 4  # several classes in a handful of images
-
-    # the ids are ADE20K's: mmseg's class names at those (1-based) ids
-    from mmseg.datasets import ADE20KDataset
-    names = ADE20KDataset.METAINFO['classes']
-    assert all(names[DEMO_ADE_IDS[c] - 1] == c for c in DEMO_CLASSES)
-
-    # a second call with the same arguments keeps the files (manifest check)
-    mtime = os.path.getmtime(osp.join(a, 'images', 'training', 'ADE_train_00000001.jpg'))
-    generate(a, num_train=3, num_val=2, width=96, height=72, seed=5)
-    assert os.path.getmtime(osp.join(a, 'images', 'training', 'ADE_train_00000001.jpg')) == mtime
