@@ -1,14 +1,16 @@
 """``CheckpointCheckHook``: say exactly how a loaded checkpoint differs from the model."""
+import logging
+
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.registry import HOOKS
 
-from ...checkpoint import (
-    check_state_dict_finite,
+from ...checkpoint import check_state_dict_finite, extract_state_dict
+from ...models.utils.checkpoint_fit import (
     check_state_dict_fits,
     compare_state_dict,
-    extract_state_dict,
+    explain_mismatch,
 )
+from ...registry import HOOKS
 
 
 @HOOKS.register_module()
@@ -19,10 +21,12 @@ class CheckpointCheckHook(Hook):
     hook adds, on the checkpoint the runner has already read (no second read):
 
     * ``strict=True`` (what ``tools/test.py`` and ``tools/train.py --resume`` use): a
-      :class:`~lsnet_mm.checkpoint.CheckpointError` unless the checkpoint fits exactly,
-      naming a classifier trained for another number of classes as such;
+      :class:`~lsnet_mm.utils.errors.CheckpointError` unless the checkpoint fits exactly,
+      naming a classifier trained for another number of classes as such, and any other
+      difference by its cause (:mod:`lsnet_mm.models.utils.checkpoint_fit`);
     * ``strict=False`` (fine-tuning with ``load_from``): a warning naming the heads that
-      are skipped because the checkpoint was trained for another number of classes.
+      are skipped because the checkpoint was trained for another number of classes
+      (other tensors of another shape: a warning explaining them).
 
     In both modes a checkpoint whose weights hold NaN or inf (saved by a diverged run)
     is refused with a ``CheckpointError`` naming the tensors (``strict=False``: those
@@ -52,14 +56,13 @@ class CheckpointCheckHook(Hook):
                                 'load_from checkpoint')
         if diff['heads']:
             # e.g. the class-specific box regression of a Shared2FCBBoxHead: also skipped
-            named = {h.split(' ', 1)[0] for h in diff['heads']}
-            others = [k for k in diff['shape'] if k not in named]
+            others = [k for k in diff['shape'] if k not in diff['classifiers']]
             print_log(f'load_from {source!r}: fine-tuning on other classes; these classifier '
                       f'weights were trained for another number of classes and are NOT loaded '
                       f'(they keep their initialisation): ' + '; '.join(diff['heads'])
                       + (f'; also not loaded (other shape): {others}' if others else ''),
-                      logger='current', level=30)
+                      logger='current', level=logging.WARNING)
         elif diff['shape']:
             print_log(f'load_from {source!r}: {len(diff["shape"])} tensors of another shape '
-                      f'are not loaded: {diff["shape"][:5]}', logger='current', level=30)
-
+                      f'are not loaded: {explain_mismatch(runner.model, sd)}',
+                      logger='current', level=logging.WARNING)

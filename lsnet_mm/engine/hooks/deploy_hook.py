@@ -1,8 +1,8 @@
 """``LSNetDeployHook``: deploy mode at test time, once the runner has loaded the weights."""
 from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
 
-from ...apis.deploy import switch_model_to_deploy
+from ...models.utils.deploy import switch_model_to_deploy
+from ...registry import HOOKS
 
 
 @HOOKS.register_module()

@@ -7,9 +7,10 @@ and goes on, saving NaN checkpoints that ``tools/test.py`` then evaluates. mmdet
 iterations, with an ``AssertionError`` whose message is empty, for mmdet configs only,
 and checkpoints saved in between still hold NaN weights.
 
-:class:`FiniteLossHook` (registered in mmengine's root ``HOOKS``, so mmdet and mmseg
-configs both find it; the configs here name it in ``custom_hooks``) checks after every
-iteration, before the checkpoint, EMA and logger hooks of that iteration run:
+:class:`FiniteLossHook` (``dict(type='lsnet_mm.FiniteLossHook')`` in a config's
+``custom_hooks``: the ``lsnet_mm`` scope resolves from mmdet and mmseg configs alike)
+checks after every iteration, before the checkpoint, EMA and logger hooks of that
+iteration run:
 
 * the loss terms the model returned (``outputs`` of ``train_step``), at no cost;
 * the gradient norm, when the optimizer wrapper clips gradients (``clip_grad``: it
@@ -35,19 +36,13 @@ import torch
 from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.registry import HOOKS
+from mmengine.optim import AmpOptimWrapper
 from mmengine.runner import EpochBasedTrainLoop
 
 from ...checkpoint import describe_non_finite, non_finite_tensors
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training diverged: a loss, or the weights after a step, became NaN or infinite.
-
-    Raised by :class:`FiniteLossHook` and by
-    :class:`~lsnet_mm.engine.hooks.SafeCheckpointHook` (which never writes such
-    weights); the message names the iteration and the likely causes.
-    """
+from ...registry import HOOKS
+from ...utils.errors import NonFiniteLossError
+from ..resume import read_last_checkpoint
 
 
 def _plain_model(runner):
@@ -55,7 +50,7 @@ def _plain_model(runner):
     return model.module if is_model_wrapper(model) else model
 
 
-def non_finite_weights(runner) -> List[Tuple[str, int, int]]:
+def _non_finite_weights(runner) -> List[Tuple[str, int, int]]:
     """The runner's model parameters and buffers that hold NaN or inf.
 
     Args:
@@ -91,7 +86,7 @@ def divergence_advice(runner) -> str:
         str: The learning rate, the last checkpoint and the likely causes, as
         sentences to append to an error message.
     """
-    last = runner.message_hub.get_info('last_ckpt')
+    last = read_last_checkpoint(runner.work_dir)
     lr = _learning_rates(runner)
     where = (f'The last checkpoint, {last}, was saved before and holds finite weights; '
              f'no checkpoint of the diverged weights was written.' if last else
@@ -123,7 +118,6 @@ def _non_finite_losses(outputs) -> List[str]:
 
 def _non_finite_grad_norm(runner) -> Optional[float]:
     """The iteration's gradient norm if the optimizer wrapper logged a non-finite one."""
-    from mmengine.optim import AmpOptimWrapper
     wrapper = runner.optim_wrapper
     if isinstance(wrapper, AmpOptimWrapper) or not getattr(wrapper, 'clip_grad_kwargs', None):
         return None
@@ -148,7 +142,7 @@ class FiniteLossHook(Hook):
     """Raise :class:`NonFiniteLossError` at the first non-finite loss or weight.
 
     See the module docstring. Name it in a config's ``custom_hooks``
-    (``dict(type='FiniteLossHook')``).
+    (``dict(type='lsnet_mm.FiniteLossHook')``).
 
     Args:
         interval (int): Check every ``interval`` iterations. Defaults to 1: the loss
@@ -173,7 +167,7 @@ class FiniteLossHook(Hook):
             return
         losses = _non_finite_losses(outputs)
         grad_norm = None if losses else _non_finite_grad_norm(runner)
-        weights = (non_finite_weights(runner)
+        weights = (_non_finite_weights(runner)
                    if self.check_weights and not losses and grad_norm is None else [])
         if not _any_process(bool(losses or grad_norm is not None or weights)):
             return

@@ -20,11 +20,19 @@ numpy numbers.
   after each validation), so whether a run validated at a checkpoint does not
   change what it draws next.
 
+Whether a run resumed is told from public state: the loop of a resumed run starts at
+the checkpoint's iteration (``runner.iter == meta.iter``), one that only loaded the
+weights (``load_from``) at 0, and keeps the seeded states.
+
 What it cannot restore: the states inside persistent dataloader workers of an
 epoch-based loop (``persistent_workers=True``, mmdet's default) - the restarted
 workers begin from their seeds again, so the augmentations of the epochs after a
 resume differ from the uninterrupted run's (with non-persistent workers mmengine seeds
-them the same way every epoch, and they repeat).
+them the same way every epoch, and they repeat). In an iteration-based loop torch's
+state is restored after the first batch is loaded (mmengine calls no hook between its
+replay and that batch), so torch random numbers drawn while loading in the main
+process are not repeated, e.g. by a ``DataLoader`` iterator that a finite sampler
+restarts there: use ``InfiniteSampler``, as mmseg's iteration-based configs do.
 """
 import random
 from typing import Optional
@@ -32,8 +40,9 @@ from typing import Optional
 import numpy as np
 import torch
 from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop
+
+from ...registry import HOOKS
 
 
 def get_rng_state() -> dict:
@@ -79,13 +88,14 @@ class RandomStateHook(Hook):
     """Save the RNG states in checkpoints and restore them on resume.
 
     See the module docstring. Name it in a config's ``custom_hooks``
-    (``dict(type='RandomStateHook')``).
+    (``dict(type='lsnet_mm.RandomStateHook')``).
     """
 
     priority = 'VERY_LOW'
 
     def __init__(self):
         self._pending: Optional[dict] = None
+        self._pending_iter: Optional[int] = None
         self._before_val: Optional[dict] = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -93,12 +103,23 @@ class RandomStateHook(Hook):
         checkpoint.setdefault('meta', {})['rng_state'] = get_rng_state()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Keep a resumed checkpoint's states until training starts."""
-        resuming = getattr(runner, '_resume', False) or runner.cfg.get('resume', False)
+        """Keep a loaded checkpoint's states until training starts.
+
+        mmengine calls this for ``load_from`` and for resuming alike (and re-seeds
+        after loading when the seeds differ): :meth:`before_train` tells them apart.
+        """
         meta = checkpoint.get('meta') or {}
-        if resuming and isinstance(meta.get('rng_state'), dict):
-            # restored later: mmengine re-seeds after loading when the seeds differ
-            self._pending = meta['rng_state']
+        if isinstance(meta.get('rng_state'), dict):
+            self._pending, self._pending_iter = meta['rng_state'], meta.get('iter')
+
+    def before_train(self, runner) -> None:
+        """Keep the states only if the run resumed from their checkpoint.
+
+        A resumed loop starts at the checkpoint's iteration; a run that merely loaded
+        the weights (``load_from``) starts at 0.
+        """
+        if self._pending is not None and runner.iter != self._pending_iter:
+            self._pending = None
 
     def before_train_epoch(self, runner) -> None:
         """Epoch-based loops: restore every state before the epoch's first batch."""

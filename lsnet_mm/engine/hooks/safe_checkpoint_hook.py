@@ -1,209 +1,161 @@
-"""Checkpoints that survive a kill at any moment, and resuming from the last good one.
+"""``SafeCheckpointHook``: no finished checkpoint lost, no non-finite weights written.
 
-mmengine's ``CheckpointHook`` (0.10) deletes the oldest kept checkpoint *before* it
-writes the new one, writes the new one in place (``open(path, 'wb')``), then
-rewrites ``last_checkpoint`` in place. With ``max_keep_ckpts=1`` a run killed while
-it saves has no good checkpoint left: the old one is gone, the new one is
-truncated, ``last_checkpoint`` names a missing file. A new best checkpoint
-(``save_best``) likewise replaces the old one only after deleting it.
+mmengine's ``CheckpointHook`` (0.10) removes the checkpoints past ``max_keep_ckpts``
+(and the previous best one) before it writes the new one, and its ``LocalBackend``
+writes in place: with ``max_keep_ckpts=1`` a run killed (or out of disk space) while
+saving had no good checkpoint left.
 
-:class:`SafeCheckpointHook` (same arguments as ``CheckpointHook``; this project's
-configs name it in ``default_hooks.checkpoint``) orders the work so that a finished
-checkpoint is never lost:
+:class:`SafeCheckpointHook` takes the same arguments (this project's configs name it
+in ``default_hooks.checkpoint``) and, for a local ``out_dir`` without
+``backend_args`` / ``file_client_args``, saves through
+:class:`~lsnet_mm.engine.fileio.SafeCheckpointBackend` (``backend_args``
+``dict(backend='lsnet_mm.safe_checkpoint')``). A save then goes:
 
-1. the new checkpoint is written to a hidden temporary file in the same folder,
-   flushed to disk, and renamed to its final name (``os.replace``, atomic);
-2. ``last_checkpoint`` is replaced the same way;
-3. only then are the checkpoints past ``max_keep_ckpts`` (or the previous best)
-   deleted.
+1. mmengine asks to remove the outdated checkpoints: the backend only notes them;
+2. the new checkpoint is written to a temporary file, flushed and renamed into place;
+3. mmengine rewrites ``last_checkpoint`` (a few bytes, in place);
+4. the hook removes the noted checkpoints.
 
-A kill at any point leaves ``last_checkpoint`` naming a complete checkpoint.
-Non-local storage (``backend_args`` / ``out_dir`` on another backend) keeps
-mmengine's behaviour.
+A kill at any moment leaves the previous checkpoint, and ``last_checkpoint`` naming
+a complete file (killed within step 3, the file may be empty: ``tools/train.py
+--resume`` then takes the newest checkpoint that loads,
+:func:`lsnet_mm.engine.resume.find_resume_checkpoint`). A save that fails (no space
+left, quota, read-only disk) removes its temporary file and stops the run with one
+:class:`~lsnet_mm.utils.errors.CheckpointSaveError` naming the file, the cause and
+the last complete checkpoint. Temporary files of a killed run are removed when the
+next run on the folder starts. Other storage (``backend_args``, a remote
+``out_dir``) keeps mmengine's behaviour.
 
 Weights holding NaN or inf (a diverged run) are never written, on any storage: the
-hook raises :class:`~lsnet_mm.engine.hooks.NonFiniteLossError` instead of saving
-them, so ``last_checkpoint`` and the best checkpoint keep naming finite weights, also
-in runs whose config does not name ``FiniteLossHook``.
-
-``tools/train.py --resume`` (without a path) resumes from the newest checkpoint
-that loads and holds finite weights
-(:func:`lsnet_mm.checkpoint.find_resume_checkpoint`).
+hook checks every checkpoint the runner saves (``before_save_checkpoint``) and
+raises :class:`~lsnet_mm.utils.errors.NonFiniteLossError` instead, so
+``last_checkpoint`` and the best checkpoint keep naming finite weights, also in runs
+whose config does not name ``FiniteLossHook``.
 """
-import glob
-import os
-import os.path as osp
+from contextlib import contextmanager
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
-from mmengine.registry import HOOKS
 
-from ...checkpoint import describe_non_finite
-from .finite_loss_hook import NonFiniteLossError, divergence_advice, non_finite_weights
+from ...checkpoint import describe_non_finite, non_finite_tensors
+from ...registry import HOOKS
+from ...utils.errors import CheckpointSaveError, NonFiniteLossError
+from ..fileio import SAFE_CHECKPOINT_BACKEND, SafeCheckpointBackend
+from ..resume import read_last_checkpoint
+from .finite_loss_hook import divergence_advice
 
-TMP_PREFIX = '.tmp-'
-
-
-def _fsync_file(path):
-    with open(path, 'rb+') as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path, text):
-    """Replace ``path`` with ``text`` atomically (temporary file, fsync, rename)."""
-    tmp = osp.join(osp.dirname(path) or '.', f'{TMP_PREFIX}{osp.basename(path)}')
-    with open(tmp, 'w') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(osp.dirname(path) or '.')
-
-
-class _DeferRemoval:
-    """File backend proxy that records removals instead of doing them."""
-
-    def __init__(self, backend, pending):
-        self._backend = backend
-        self._pending = pending
-
-    def remove(self, path):
-        self._pending.append(('remove', path))
-
-    def rmtree(self, path):
-        self._pending.append(('rmtree', path))
-
-    def __getattr__(self, name):
-        return getattr(self._backend, name)
+# the tensors of a checkpoint dict that hold weights (EMAHook adds 'ema_state_dict')
+_WEIGHTS = ('state_dict', 'ema_state_dict')
 
 
 @HOOKS.register_module()
 class SafeCheckpointHook(CheckpointHook):
-    """``CheckpointHook`` that writes checkpoints atomically.
+    """``CheckpointHook`` that saves atomically and refuses non-finite weights.
 
-    Same arguments as mmengine's ``CheckpointHook``; old checkpoints are deleted only
-    after the new one is complete, and non-finite weights are never saved (see the
-    module docstring).
+    Same arguments as mmengine's ``CheckpointHook``; see the module docstring.
     """
 
-    def before_train(self, runner):
-        """Set up as ``CheckpointHook`` does; remove temporary files of a killed run."""
-        super().before_train(runner)
-        from mmengine.fileio.backends import LocalBackend
-        self._local = (isinstance(self.file_backend, LocalBackend)
-                       and self.file_client_args is None)
-        if self._local and is_main_process():  # leftovers of a run killed while saving
-            for tmp in glob.glob(osp.join(self.out_dir, f'{TMP_PREFIX}*')):
-                try:
-                    os.remove(tmp)
-                except OSError:  # pragma: no cover
-                    pass
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        local = self.out_dir is None or '://' not in str(self.out_dir)
+        if local and self.backend_args is None and self.file_client_args is None:
+            self.backend_args = dict(backend=SAFE_CHECKPOINT_BACKEND)
 
-    def _is_local(self):
-        return getattr(self, '_local', False)
+    def before_train(self, runner) -> None:
+        """Set up as ``CheckpointHook``; remove what an interrupted save left behind.
 
-    def _remove_all(self, pending):
-        if not is_main_process():
+        Args:
+            runner (mmengine.runner.Runner): The runner.
+        """
+        super().before_train(runner)  # sets file_backend
+        if isinstance(self.file_backend, SafeCheckpointBackend) and is_main_process():
+            self.file_backend.remove_deferred()  # checkpoints past a lower max_keep_ckpts
+            leftovers = SafeCheckpointBackend.remove_temp_files(self.out_dir)
+            if leftovers:
+                print_log(f'SafeCheckpointHook: removed {len(leftovers)} temporary file(s) of '
+                          f'a save that was interrupted: {leftovers}', logger='current')
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        """Save as ``CheckpointHook`` does, then remove the outdated checkpoints.
+
+        Args:
+            runner (mmengine.runner.Runner): The runner.
+            batch_idx (int): The batch's index in the epoch.
+            data_batch (dict | tuple | list, optional): The batch.
+            outputs (dict, optional): The outputs of ``train_step``.
+        """
+        with self._removals_after_save(runner):
+            super().after_train_iter(runner, batch_idx, data_batch, outputs)
+
+    def after_train_epoch(self, runner) -> None:
+        """Save as ``CheckpointHook`` does, then remove the outdated checkpoints.
+
+        Args:
+            runner (mmengine.runner.Runner): The runner.
+        """
+        with self._removals_after_save(runner):
+            super().after_train_epoch(runner)
+
+    def after_val_epoch(self, runner, metrics) -> None:
+        """Save the best checkpoint as ``CheckpointHook`` does, then remove the old best.
+
+        Args:
+            runner (mmengine.runner.Runner): The runner.
+            metrics (dict): The validation metrics.
+        """
+        with self._removals_after_save(runner):
+            super().after_val_epoch(runner, metrics)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Refuse to save weights that hold NaN or inf.
+
+        Args:
+            runner (mmengine.runner.Runner): The runner.
+            checkpoint (dict): The checkpoint about to be written.
+
+        Raises:
+            NonFiniteLossError: Names the step and the tensors.
+        """
+        found = []
+        for key in _WEIGHTS:
+            if isinstance(checkpoint.get(key), dict):
+                found += non_finite_tensors(checkpoint[key].items())
+        if not found:
             return
-        for how, path in pending:
-            try:
-                if how == 'remove' and self.file_backend.isfile(path):
-                    self.file_backend.remove(path)
-                elif how == 'rmtree' and self.file_backend.isdir(path):
-                    self.file_backend.rmtree(path)
-            except OSError as e:  # pragma: no cover - a leftover file is not worth a crash
-                print_log(f'could not remove old checkpoint {path}: {e}', logger='current',
-                          level=30)
+        meta = checkpoint.get('meta') or {}
+        step = (f'epoch {meta.get("epoch")}' if self.by_epoch else
+                f'iteration {meta.get("iter")}')
+        raise NonFiniteLossError(
+            f'training diverged: not saving the checkpoint of {step} since the model holds '
+            f'non-finite weights (NaN or inf) in {describe_non_finite(found)}. '
+            + divergence_advice(runner))
 
-    def _save_atomic(self, runner, filename, **kwargs):
-        """runner.save_checkpoint to a temporary name, then rename into place."""
-        tmp_name = f'{TMP_PREFIX}{filename}'
-        runner.save_checkpoint(self.out_dir, tmp_name, self.file_client_args,
-                               backend_args=self.backend_args, **kwargs)
-        if not is_main_process():  # mmengine's Runner saves on the main process only
-            return
-        tmp = osp.join(self.out_dir, tmp_name)
-        final = osp.join(self.out_dir, filename)
-        _fsync_file(tmp)
-        os.replace(tmp, final)
-        _fsync_dir(self.out_dir)
-
-    def _refuse_non_finite(self, runner, what):
-        found = non_finite_weights(runner)
-        if found:
-            raise NonFiniteLossError(
-                f'training diverged: not saving the {what} since the model holds non-finite '
-                f'weights (NaN or inf) in {describe_non_finite(found)}. '
-                + divergence_advice(runner))
-
-    def _save_checkpoint_with_step(self, runner, step, meta):
-        self._refuse_non_finite(
-            runner, f'checkpoint of {"epoch" if self.by_epoch else "iteration"} {step}')
-        if not self._is_local():
-            return super()._save_checkpoint_with_step(runner, step, meta)
-        # as mmengine, except that the outdated checkpoint is removed after the save
-        outdated = []
-        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and
-                                            self.keep_ckpt_ids[-1] == step):
-            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-                old = self.keep_ckpt_ids.popleft()
-                outdated.append(('remove', osp.join(self.out_dir, self.filename_tmpl.format(old))))
-            self.keep_ckpt_ids.append(step)
-            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
-
-        ckpt_filename = self.filename_tmpl.format(step)
-        self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
-        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        self._save_atomic(runner, ckpt_filename, save_optimizer=self.save_optimizer,
-                          save_param_scheduler=self.save_param_scheduler, meta=meta,
-                          by_epoch=self.by_epoch, **self.args)
-        if not is_main_process():
-            return
-        atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
-        outdated = [(h, p) for h, p in outdated if osp.abspath(p) != osp.abspath(self.last_ckpt)]
-        self._remove_all(outdated)
-
-    def _save_best_checkpoint(self, runner, metrics):
-        if self.save_best:  # else mmengine's method returns without saving
-            self._refuse_non_finite(runner, f'best checkpoint after iteration {runner.iter}')
-        if not self._is_local():
-            return super()._save_best_checkpoint(runner, metrics)
-        # mmengine deletes the previous best before saving the new one: defer the
-        # deletion until the new one is complete, and save it atomically
-        pending = []
+    @contextmanager
+    def _removals_after_save(self, runner):
+        """Remove the checkpoints mmengine dropped only once the saves inside completed."""
         backend = self.file_backend
-        orig_save = runner.save_checkpoint
-
-        def save_best(out_dir, filename, file_client_args=None, **kwargs):
-            if filename.startswith(TMP_PREFIX):  # _save_atomic renames it itself
-                return orig_save(out_dir, filename, file_client_args, **kwargs)
-            tmp_name = f'{TMP_PREFIX}{filename}'
-            orig_save(out_dir, tmp_name, file_client_args, **kwargs)
-            if is_main_process():
-                tmp, final = osp.join(out_dir, tmp_name), osp.join(out_dir, filename)
-                _fsync_file(tmp)
-                os.replace(tmp, final)
-                _fsync_dir(out_dir)
-
-        self.file_backend = _DeferRemoval(backend, pending)
-        runner.save_checkpoint = save_best
+        if not isinstance(backend, SafeCheckpointBackend):
+            yield
+            return
         try:
-            super()._save_best_checkpoint(runner, metrics)
-        finally:
-            self.file_backend = backend
-            del runner.save_checkpoint  # back to the class's method
-            self._remove_all(pending)
+            yield
+        except CheckpointSaveError as e:
+            backend.discard_deferred()
+            raise CheckpointSaveError(f'{e} {_after_failed_save(runner)}') from e
+        except BaseException:
+            backend.discard_deferred()
+            raise
+        backend.remove_deferred()
+
+
+def _after_failed_save(runner) -> str:
+    """Where a run whose save failed stands, and how to go on."""
+    last = read_last_checkpoint(runner.work_dir)
+    if last is None:
+        return 'No checkpoint of this work dir was complete before; fix this and start again.'
+    return (f'The last complete checkpoint, {last!r}, is intact (the work dir\'s '
+            f'last_checkpoint names it; older checkpoints are removed only after a new one '
+            f'is complete, so a save needs room for one more). Fix this, or save to another '
+            f'disk with default_hooks.checkpoint.out_dir=DIR, and continue with '
+            f'tools/train.py CONFIG --work-dir {runner.work_dir} --resume.')

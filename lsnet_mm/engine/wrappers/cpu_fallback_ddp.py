@@ -9,45 +9,14 @@ layers only work with GPU modules"), and SyncBN cannot synchronise CPU tensors a
 
 ``CPUFallbackDDP`` (the segmentation configs' ``model_wrapper_cfg``) is mmengine's
 ``MMDistributedDataParallel``; for a module on the CPU it first reverts SyncBN to BN
-(each process then normalises with its own batch) and wraps without ``device_ids``.
-On GPUs it is ``MMDistributedDataParallel`` unchanged.
+with mmengine's ``revert_sync_batchnorm`` (each process then normalises with its own
+batch; the BN layers share the SyncBN layers' parameters and buffers) and wraps
+without ``device_ids``. On GPUs it is ``MMDistributedDataParallel`` unchanged.
 """
-import torch
 from mmengine.logging import print_log
 from mmengine.model import MMDistributedDataParallel, revert_sync_batchnorm
-from mmengine.registry import MODEL_WRAPPERS
 
-
-def _sync_bn_types():
-    types = [torch.nn.SyncBatchNorm]
-    try:
-        from mmcv.ops import SyncBatchNorm as MMSyncBN
-        types.append(MMSyncBN)
-    except ImportError:  # pragma: no cover - mmcv without compiled ops
-        pass
-    return tuple(types)
-
-
-def revert_sync_bn_inplace(module: torch.nn.Module) -> int:
-    """Replace every SyncBN layer inside ``module`` by a plain BN layer.
-
-    The new layers share the parameters and buffers of the SyncBN layers they replace.
-
-    Args:
-        module (torch.nn.Module): The model (``module`` itself is not replaced).
-
-    Returns:
-        int: The number of layers replaced.
-    """
-    types = _sync_bn_types()
-    count = 0
-    for name, child in list(module.named_children()):
-        if isinstance(child, types):
-            setattr(module, name, revert_sync_batchnorm(child))
-            count += 1
-        else:
-            count += revert_sync_bn_inplace(child)
-    return count
+from ...registry import MODEL_WRAPPERS
 
 
 @MODEL_WRAPPERS.register_module()
@@ -67,11 +36,13 @@ class CPUFallbackDDP(MMDistributedDataParallel):
     def __init__(self, module, device_ids=None, **kwargs):
         param = next(module.parameters(), None)
         if param is not None and param.device.type == 'cpu':
-            n = revert_sync_bn_inplace(module)
-            if n:
-                print_log(f'CPUFallbackDDP: {n} SyncBN layers reverted to BN (SyncBN cannot '
-                          f'synchronise CPU tensors; each process normalises its own batch).',
-                          logger='current')
+            before = [type(m) for m in module.modules()]
+            module = revert_sync_batchnorm(module)  # the same module, SyncBN layers replaced
+            reverted = sum(a is not type(m) for a, m in zip(before, module.modules()))
+            if reverted:
+                print_log(f'CPUFallbackDDP: {reverted} SyncBN layers reverted to BN (SyncBN '
+                          f'cannot synchronise CPU tensors; each process normalises its own '
+                          f'batch).', logger='current')
             device_ids = None  # CPU modules are wrapped without device ids
             kwargs.pop('output_device', None)
         super().__init__(module=module, device_ids=device_ids, **kwargs)
