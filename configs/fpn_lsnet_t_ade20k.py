@@ -1,10 +1,17 @@
 # Semantic FPN with an LSNet-T backbone on ADE20K, 40k iterations, as in the LSNet
-# paper (40.1 mIoU single-scale). Batch 32 = 8 GPUs x 4 images; with another number
-# of GPUs add --auto-scale-lr (the learning rate is set for base_batch_size=32).
+# paper (40.1 mIoU single-scale). Batch 32 = 8 GPUs x 4 images. Other GPU counts: add
+# --auto-scale-lr (the learning rate is set for base_batch_size=32), or keep the paper's
+# batch on 1-2 GPUs by gradient accumulation (tools/train.py --accumulate 8 on 1 GPU, 4
+# on 2: also multiplies the iterations and intervals; docs/model_zoo.md).
+#   python tools/train.py configs/fpn_lsnet_t_ade20k.py
 #   bash tools/dist_train.sh configs/fpn_lsnet_t_ade20k.py 8
 #   python tools/test.py configs/fpn_lsnet_t_ade20k.py CHECKPOINT   # mIoU, mAcc, aAcc
 # Data: ADE20K (ADEChallengeData2016) under data/ade/ (docs/segmentation.md).
-# Backbone: the released ImageNet checkpoint, saved as pretrained/lsnet_t.pth.
+# Backbone: the authors' ImageNet checkpoint, by its release URL. The released ADE20K
+# model (mmseg 0.30 format, upgraded when loaded):
+#   python tools/test.py configs/fpn_lsnet_t_ade20k.py \
+#       https://huggingface.co/jameslahm/lsnet/resolve/main/lsnet_t_semfpn.pth
+# All configs, checkpoints and results: docs/model_zoo.md.
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py',
     'mmseg::_base_/datasets/ade20k.py',
@@ -40,7 +47,11 @@ model = dict(
         arch='t',
         out_indices=(0, 1, 2, 3),
         norm_eval=True,  # frozen BN statistics, as the paper
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/lsnet_t.pth')),
+        # the authors' ImageNet weights, downloaded into the torch hub cache on first
+        # use (offline: put the file there, or set this key to a local path)
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://huggingface.co/jameslahm/lsnet/resolve/main/lsnet_t.pth')),
     # LSNet strides 8, 16, 32, 64 -> four FPN levels; FPNHead keeps its nominal
     # feature_strides 4-32 (only their ratios matter: each level is upsampled to the
     # finest one, and the logits to the input size).
@@ -77,7 +88,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='AlignResize', scale=(2048, 512), size_divisor=32),
+    dict(type='lsnet_mm.AlignResize', scale=(2048, 512), size_divisor=32),
     # annotations after the resize: the metric compares with the original label map
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
@@ -86,15 +97,17 @@ test_pipeline = [
 # dataset, label values outside the classes, a label map of another size than its image,
 # and an image or label map that the pipeline's LoadImageFromFile / LoadAnnotations
 # cannot read (lsnet_mm/datasets/ade20k.py). tools/train.py and tools/test.py also check
-# every file before the run (lsnet_mm/datasets/dataset_check.py).
+# every file before the run (lsnet_mm/datasets/verify.py).
 train_dataloader = dict(
     batch_size=4,
     num_workers=4,
-    dataset=dict(type='CheckedADE20KDataset', data_root=data_root, pipeline=train_pipeline))
+    dataset=dict(type='lsnet_mm.CheckedADE20KDataset', data_root=data_root,
+                 pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=1,
     num_workers=4,
-    dataset=dict(type='CheckedADE20KDataset', data_root=data_root, pipeline=test_pipeline))
+    dataset=dict(type='lsnet_mm.CheckedADE20KDataset', data_root=data_root,
+                 pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])  # reports aAcc, mIoU, mAcc
 test_evaluator = val_evaluator
@@ -111,16 +124,21 @@ param_scheduler = [
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=40000, val_interval=4000)
 # SafeCheckpointHook: mmengine's CheckpointHook (same arguments) writing checkpoints
 # atomically (lsnet_mm/engine/hooks/safe_checkpoint_hook.py).
+# AccumulationParamSchedulerHook: mmengine's ParamSchedulerHook, stepping the
+# iteration-based schedule (PolyLR) once per optimizer step, so that
+# optim_wrapper.accumulative_counts=K keeps the paper's schedule (docs/model_zoo.md).
 default_hooks = dict(
-    checkpoint=dict(type='SafeCheckpointHook', by_epoch=False, interval=4000, max_keep_ckpts=3))
+    param_scheduler=dict(type='lsnet_mm.AccumulationParamSchedulerHook'),
+    checkpoint=dict(type='lsnet_mm.SafeCheckpointHook', by_epoch=False, interval=4000,
+                    max_keep_ckpts=3))
 # FiniteLossHook: a diverging run (loss or weights NaN/inf) stops at that iteration
 # with an error naming it and the likely causes; no checkpoint of non-finite weights is
 # written. RandomStateHook: checkpoints carry the RNG states, so a resumed run draws
 # what the uninterrupted one drew (docs/robustness.md, "Training and checkpoints").
-custom_hooks = [dict(type='FiniteLossHook'), dict(type='RandomStateHook')]
+custom_hooks = [dict(type='lsnet_mm.FiniteLossHook'), dict(type='lsnet_mm.RandomStateHook')]
 # Multi-process runs: mmengine's DDP wrapper; on CPU-only machines (torchrun + gloo) it
-# reverts SyncBN to BN first (lsnet_mm/engine/sync_bn.py). Single-process runs: the
+# reverts SyncBN to BN first (lsnet_mm/engine/wrappers/). Single-process runs: the
 # Runner reverts SyncBN itself.
-model_wrapper_cfg = dict(type='CPUFallbackDDP', broadcast_buffers=False,
+model_wrapper_cfg = dict(type='lsnet_mm.CPUFallbackDDP', broadcast_buffers=False,
                          find_unused_parameters=False)
 auto_scale_lr = dict(enable=False, base_batch_size=32)

@@ -1,9 +1,16 @@
 # Mask R-CNN with an LSNet-T backbone, COCO 2017, 1x schedule (12 epochs), as in the
-# LSNet paper (35.0 box / 32.7 mask AP). Batch 16 = 8 GPUs x 2 images; with another
-# number of GPUs add --auto-scale-lr (lr set for base_batch_size=16).
+# LSNet paper (35.0 box / 32.7 mask AP). Batch 16 = 8 GPUs x 2 images. Other GPU
+# counts: add --auto-scale-lr (the learning rate is set for base_batch_size=16), or keep
+# the paper's batch on 1-2 GPUs by gradient accumulation (tools/train.py --accumulate
+# 8 on 1 GPU, 4 on 2; docs/model_zoo.md).
+#   python tools/train.py configs/mask_rcnn_lsnet_t.py
 #   bash tools/dist_train.sh configs/mask_rcnn_lsnet_t.py 8
 # Data: COCO 2017 in mmdet's layout under data/coco/ (docs/detection.md).
-# Backbone: the released ImageNet checkpoint, saved as pretrained/lsnet_t.pth.
+# Backbone: the authors' ImageNet checkpoint, by its release URL. The released COCO
+# model: https://huggingface.co/jameslahm/lsnet/resolve/main/lsnet_t_maskrcnn.pth
+#   python tools/test.py configs/mask_rcnn_lsnet_t.py \
+#       https://huggingface.co/jameslahm/lsnet/resolve/main/lsnet_t_maskrcnn.pth
+# All configs, checkpoints and results: docs/model_zoo.md.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
@@ -19,7 +26,11 @@ model = dict(
         arch='t',
         out_indices=(0, 1, 2, 3),
         norm_eval=True,  # frozen BN statistics, as the paper
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/lsnet_t.pth')),
+        # the authors' ImageNet weights, downloaded into the torch hub cache on first
+        # use (offline: put the file there, or set this key to a local path)
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://huggingface.co/jameslahm/lsnet/resolve/main/lsnet_t.pth')),
     # LSNet strides 8-64; one transposed-conv level adds stride 4 in front:
     # outputs strides 4, 8, 16, 32, 64 for the RPN, 4-32 for the RoI extractors.
     neck=dict(
@@ -41,7 +52,7 @@ model = dict(
 # DetInferencer replaces by its in-memory loader.
 backend_args = None
 train_pipeline = [
-    dict(type='CheckedLoadImageFromFile', backend_args=backend_args),
+    dict(type='lsnet_mm.CheckedLoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
@@ -59,9 +70,14 @@ val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 # Checkpoints written atomically, the old one deleted only after the new one is
 # complete (mmengine's CheckpointHook otherwise; lsnet_mm/engine/hooks/).
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook', interval=1))
+# AccumulationParamSchedulerHook: mmengine's ParamSchedulerHook, stepping the
+# iteration-based schedule (the warm-up) once per optimizer step, so that
+# optim_wrapper.accumulative_counts=K keeps the paper's schedule (docs/model_zoo.md).
+default_hooks = dict(
+    param_scheduler=dict(type='lsnet_mm.AccumulationParamSchedulerHook'),
+    checkpoint=dict(type='lsnet_mm.SafeCheckpointHook', interval=1))
 # FiniteLossHook: a diverging run (loss or weights NaN/inf) stops at that iteration
 # with an error naming it and the likely causes; no checkpoint of non-finite weights is
 # written. RandomStateHook: checkpoints carry the RNG states, so a resumed run draws
 # what the uninterrupted one drew (docs/robustness.md, "Training and checkpoints").
-custom_hooks = [dict(type='FiniteLossHook'), dict(type='RandomStateHook')]
+custom_hooks = [dict(type='lsnet_mm.FiniteLossHook'), dict(type='lsnet_mm.RandomStateHook')]

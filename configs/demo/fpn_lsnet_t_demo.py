@@ -55,6 +55,6 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=ma
 auto_scale_lr = dict(enable=False, base_batch_size=4)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=25, log_metric_by_epoch=False),
-    checkpoint=dict(type='SafeCheckpointHook', by_epoch=False, interval=max_iters,
+    checkpoint=dict(type='lsnet_mm.SafeCheckpointHook', by_epoch=False, interval=max_iters,
                     max_keep_ckpts=1))
 randomness = dict(seed=0)  # a reproducible demo number

@@ -16,7 +16,7 @@ __metainfo = dict(classes=('circle', 'square', 'triangle'),
                   palette=[(220, 20, 60), (0, 160, 0), (0, 60, 220)])
 __img_scale = (256, 256)
 __train_pipeline = [
-    dict(type='CheckedLoadImageFromFile'),
+    dict(type='lsnet_mm.CheckedLoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='Resize', scale=__img_scale, keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
@@ -70,7 +70,8 @@ demo_overrides = dict(
     # the paper config's checkpoint hook (SafeCheckpointHook) at the end of training
     default_hooks=dict(
         logger=dict(interval=10),
-        checkpoint=dict(type='SafeCheckpointHook', interval=__max_epochs, max_keep_ckpts=1)),
+        checkpoint=dict(type='lsnet_mm.SafeCheckpointHook', interval=__max_epochs,
+                        max_keep_ckpts=1)),
     # fixed seed: the demo's numbers repeat from run to run
     randomness=dict(seed=0),
 )

@@ -1,5 +1,7 @@
-"""The Semantic FPN-LSNet ADE20K configs: the paper's recipe, and every config builds
-and runs a forward pass (no pretrained file needed: init_cfg=None)."""
+"""The Semantic FPN-LSNet ADE20K configs: the paper's recipe (the released ImageNet weights
+by URL), and every config builds and runs a forward pass (no pretrained file needed:
+init_cfg=None)."""
+import copy
 import os.path as osp
 
 import pytest
@@ -9,12 +11,21 @@ from mmengine.registry import init_default_scope
 
 import lsnet_mm  # noqa: F401
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+RELEASE = 'https://huggingface.co/jameslahm/lsnet/resolve/main/'
 ARCHS = dict(t=[64, 128, 256, 384], s=[96, 192, 320, 448], b=[128, 256, 384, 512])
+
+pytestmark = pytest.mark.usefixtures('one_thread')
+
+
+PARSED = {}
 
 
 def load(arch):
-    return Config.fromfile(osp.join(ROOT, 'configs', f'fpn_lsnet_{arch}_ade20k.py'))
+    """The config of an arch (parsed once per module; a copy the test may change)."""
+    if arch not in PARSED:
+        PARSED[arch] = Config.fromfile(osp.join(ROOT, 'configs', f'fpn_lsnet_{arch}_ade20k.py'))
+    return copy.deepcopy(PARSED[arch])
 
 
 @pytest.mark.parametrize('arch', list(ARCHS))
@@ -26,7 +37,7 @@ def test_recipe(arch):
     assert m.type == 'EncoderDecoder'
     assert m.backbone == dict(type='LSNet', arch=arch, out_indices=(0, 1, 2, 3), norm_eval=True,
                               init_cfg=dict(type='Pretrained',
-                                            checkpoint=f'pretrained/lsnet_{arch}.pth'))
+                                            checkpoint=f'{RELEASE}lsnet_{arch}.pth'))
     assert m.neck == dict(type='LSNetFPN', in_channels=ARCHS[arch], out_channels=256, num_outs=4)
     h = m.decode_head
     assert (h.type, h.channels, h.dropout_ratio, h.num_classes) == ('FPNHead', 128, 0.1, 150)
@@ -35,7 +46,7 @@ def test_recipe(arch):
     assert m.data_preprocessor.size == (512, 512)
     # data: ADE20K in mmseg's layout, 150 classes with reduce_zero_label
     ds = cfg.train_dataloader.dataset
-    assert ds.type == 'CheckedADE20KDataset'
+    assert ds.type == 'lsnet_mm.CheckedADE20KDataset'
     assert ds.data_root == 'data/ade/ADEChallengeData2016'
     assert ds.data_prefix == dict(img_path='images/training', seg_map_path='annotations/training')
     assert cfg.val_dataloader.dataset.data_prefix.img_path == 'images/validation'
@@ -47,6 +58,7 @@ def test_recipe(arch):
     assert steps['RandomFlip']['prob'] == 0.5 and 'PhotoMetricDistortion' in steps
     # schedule: batch 4 per GPU x 8 = 32, AdamW 2e-4 / 1e-4, poly 0.9 to 1e-6, 40k iters
     assert cfg.train_dataloader.batch_size == 4 and cfg.auto_scale_lr.base_batch_size == 32
+    assert cfg.auto_scale_lr.enable is False  # --auto-scale-lr turns it on
     opt = cfg.optim_wrapper.optimizer
     assert (opt.type, opt.lr, opt.weight_decay) == ('AdamW', 2e-4, 1e-4)
     (poly,) = cfg.param_scheduler
@@ -54,9 +66,12 @@ def test_recipe(arch):
         ('PolyLR', 0.9, 1e-6, 40000, False)
     assert cfg.train_cfg.max_iters == 40000 and cfg.train_cfg.type == 'IterBasedTrainLoop'
     assert cfg.val_evaluator.type == 'IoUMetric' and cfg.val_evaluator.iou_metrics == ['mIoU']
-    assert cfg.model_wrapper_cfg.type == 'CPUFallbackDDP'
+    assert cfg.model_wrapper_cfg.type == 'lsnet_mm.CPUFallbackDDP'
     hook = cfg.default_hooks.checkpoint
-    assert (hook.type, hook.by_epoch, hook.interval) == ('SafeCheckpointHook', False, 4000)
+    assert (hook.type, hook.by_epoch, hook.interval) == ('lsnet_mm.SafeCheckpointHook', False,
+                                                         4000)
+    # PolyLR counted in optimizer steps, also with optim_wrapper.accumulative_counts
+    assert cfg.default_hooks.param_scheduler.type == 'lsnet_mm.AccumulationParamSchedulerHook'
     assert cfg.test_dataloader.dataset.pipeline[0].type == 'LoadImageFromFile'
 
 

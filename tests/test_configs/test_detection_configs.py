@@ -1,4 +1,7 @@
-"""The six COCO detection configs: recipe values, model build, strides and one forward pass."""
+"""The six COCO detection configs: recipe values (the released ImageNet weights by URL),
+model build, strides and one forward pass."""
+import copy
+import functools
 import os.path as osp
 
 import pytest
@@ -6,7 +9,9 @@ import torch
 
 import lsnet_mm  # noqa: F401
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+RELEASE = 'https://huggingface.co/jameslahm/lsnet/resolve/main/'
+
 ARCH_DIMS = {'t': [64, 128, 256, 384], 's': [96, 192, 320, 448], 'b': [128, 256, 384, 512]}
 CONFIGS = [f'{det}_lsnet_{a}' for det in ('retinanet', 'mask_rcnn') for a in 'tsb']
 
@@ -14,9 +19,15 @@ CONFIGS = [f'{det}_lsnet_{a}' for det in ('retinanet', 'mask_rcnn') for a in 'ts
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
-def load_cfg(name):
+@functools.lru_cache(maxsize=None)
+def _load(name):
     from mmengine.config import Config
     return Config.fromfile(osp.join(ROOT, 'configs', f'{name}.py'))
+
+
+def load_cfg(name):
+    """The config (parsed once per module; a copy the test may change)."""
+    return copy.deepcopy(_load(name))
 
 
 @pytest.mark.parametrize('name', CONFIGS)
@@ -25,7 +36,8 @@ def test_recipe(name):
     arch = name[-1]
     bb, neck = cfg.model.backbone, cfg.model.neck
     assert bb.type == 'LSNet' and bb.arch == arch and bb.norm_eval
-    assert bb.init_cfg == dict(type='Pretrained', checkpoint=f'pretrained/lsnet_{arch}.pth')
+    # the authors' ImageNet checkpoint, by its release URL (downloaded on first use)
+    assert bb.init_cfg == dict(type='Pretrained', checkpoint=f'{RELEASE}lsnet_{arch}.pth')
     assert neck.type == 'LSNetFPN' and neck.in_channels == ARCH_DIMS[arch]
     assert neck.start_level == 0 and neck.num_outs == 5
     if name.startswith('retinanet'):
@@ -43,6 +55,9 @@ def test_recipe(name):
     assert steps.type == 'MultiStepLR' and steps.milestones == [8, 11]
     assert cfg.train_cfg.max_epochs == 12
     assert cfg.train_dataloader.batch_size == 2 and cfg.auto_scale_lr.base_batch_size == 16
+    assert cfg.auto_scale_lr.enable is False  # --auto-scale-lr turns it on
+    # warm-up counted in optimizer steps, also with optim_wrapper.accumulative_counts
+    assert cfg.default_hooks.param_scheduler.type == 'lsnet_mm.AccumulationParamSchedulerHook'
     assert cfg.train_dataloader.dataset.data_root == 'data/coco/'
     assert cfg.train_dataloader.dataset.ann_file == 'annotations/instances_train2017.json'
     assert cfg.test_evaluator.type == 'CocoMetric'
@@ -50,9 +65,9 @@ def test_recipe(name):
     assert list(cfg.test_evaluator.metric if isinstance(cfg.test_evaluator.metric, list)
                 else [cfg.test_evaluator.metric]) == want
     # what the project adds is named in the config, nothing is swapped in by the tools
-    assert cfg.default_hooks.checkpoint.type == 'SafeCheckpointHook'
+    assert cfg.default_hooks.checkpoint.type == 'lsnet_mm.SafeCheckpointHook'
     assert cfg.default_hooks.checkpoint.interval == 1
-    assert cfg.train_dataloader.dataset.pipeline[0].type == 'CheckedLoadImageFromFile'
+    assert cfg.train_dataloader.dataset.pipeline[0].type == 'lsnet_mm.CheckedLoadImageFromFile'
     # mmdet's DetInferencer looks for LoadImageFromFile in the test pipeline
     for key in ('val_dataloader', 'test_dataloader'):
         assert cfg[key].dataset.pipeline[0].type == 'LoadImageFromFile', key
