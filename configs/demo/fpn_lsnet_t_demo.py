@@ -13,7 +13,7 @@ _base_ = '../fpn_lsnet_t_ade20k.py'
 
 data_root = 'data/demo_ade/ADEChallengeData2016'
 data_help = ('The demo data set is generated, not downloaded: run '
-             '".venv/bin/python -m lsnet_mm.datasets.demo.ade_scenes --out {root}" (or '
+             '".venv/bin/python -m lsnet_mm.datasets.demo.ade_scenes --root {root}" (or '
              'tools/demo.py, which generates, trains and tests).')
 # ADE20K names of the classes the generator draws
 # (lsnet_mm.datasets.demo.ade_scenes.DEMO_CLASSES)
