@@ -40,7 +40,7 @@ LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 DATASETS = {
     'coco_shapes': dict(module='lsnet_mm.datasets.demo.coco_shapes', flag='--root',
                         default='data/demo_coco'),
-    'ade_scenes': dict(module='lsnet_mm.datasets.demo.ade_scenes', flag='--out',
+    'ade_scenes': dict(module='lsnet_mm.datasets.demo.ade_scenes', flag='--root',
                        default='data/demo_ade/ADEChallengeData2016'),
 }
 # demo models: config, data set, metrics shown in the summary (the first one is checked

@@ -1,7 +1,9 @@
 """Run a detector or a segmentor on images with mmdet's or mmseg's inferencer.
 
-    python tools/infer.py demo.jpg configs/retinanet_lsnet_t.py --weights CKPT
-    python tools/infer.py 'photos/*.jpg' configs/fpn_lsnet_t_ade20k.py --weights CKPT --deploy
+    .venv/bin/python tools/infer.py data/demo_coco/val/000000.png \
+        configs/demo/retinanet_lsnet_t_demo.py --weights work_dirs/demo/retinanet/epoch_6.pth
+    .venv/bin/python tools/infer.py 'photos/*.jpg' configs/fpn_lsnet_t_ade20k.py \
+        --weights CKPT --deploy
 
 The flags are those of mmdet's demo/image_demo.py, plus ``--deploy`` and ``--compile``
 (torch.compile of the model's test_step, after deploy). INPUTS are image
@@ -15,24 +17,23 @@ files are written where they write them:
 * segmentors: OUT_DIR/vis/IMAGE (class overlay), OUT_DIR/pred/00000000_pred.png ...
   (label maps, numbered in input order).
 
-Missing or unreadable weights, weights holding pickled code (refused: they are read
-weights-only) and undecodable images print ``error: ...`` and exit with status 2.
+``--weights`` may be a URL: it is downloaded once, complete or not at all, into the torch
+hub cache. Missing or unreadable weights, weights holding pickled code (refused: they are
+read weights-only, before the inferencer is built) and undecodable images print one
+``error: ...`` line and exit with status 2 (``--debug``: the traceback).
 """
 import argparse
 import glob
 import os
 import os.path as osp
-import sys
 
 import lsnet_mm  # noqa: F401 (registers LSNet modules, allow-lists checkpoint classes)
-from lsnet_mm.checkpoint import CheckpointError, is_local_path, load_checkpoint
-from lsnet_mm.datasets import CheckedLoadImageFromFile, ImageDecodeError
+from lsnet_mm.apis import launch
+from lsnet_mm.apis.preflight import prepare_checkpoint
+from lsnet_mm.datasets import CheckedLoadImageFromFile
+from lsnet_mm.utils.errors import ConfigError
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
-
-
-class InferError(RuntimeError):
-    """Inference cannot start with these arguments; the message says why."""
 
 
 def parse_args(argv=None):
@@ -61,7 +62,13 @@ def parse_args(argv=None):
     parser.add_argument('--compile', action='store_true',
                         help="torch.compile the model's test_step (after --deploy), with the "
                              "config's compile=dict(...) options if it has them")
-    return parser.parse_args(argv)
+    parser.add_argument('--debug', action='store_true',
+                        help=f'show the traceback of an error instead of one line (as '
+                             f'{launch.DEBUG_ENV}=1)')
+    args = parser.parse_args(argv)
+    if args.debug:
+        os.environ[launch.DEBUG_ENV] = '1'
+    return args
 
 
 def expand_inputs(inputs):
@@ -84,7 +91,7 @@ def expand_inputs(inputs):
         else:
             found = sorted(f for f in glob.glob(item, recursive=True) if osp.isfile(f))
         if not found:
-            raise InferError(f'no image found for input {item!r} (cwd {os.getcwd()!r})')
+            raise ConfigError(f'no image found for input {item!r} (cwd {os.getcwd()!r})')
         paths += [osp.normpath(p) for p in found]
     return list(dict.fromkeys(paths))
 
@@ -102,10 +109,13 @@ def build_inferencer(args):
     import torch
     from mmengine.config import Config
     if torch.device(args.device).type == 'cuda' and not torch.cuda.is_available():
-        raise InferError(f'--device {args.device}: this PyTorch ({torch.__version__}) sees no '
-                         f'CUDA GPU; use --device cpu')
-    if is_local_path(args.weights) and not osp.isfile(osp.expanduser(args.weights)):
-        raise FileNotFoundError(f'weights not found: {args.weights!r} (cwd {os.getcwd()!r})')
+        raise ConfigError(f'--device {args.device}: this PyTorch ({torch.__version__}) sees no '
+                          f'CUDA GPU; use --device cpu')
+    if not osp.isfile(args.model):
+        raise ConfigError(f'config not found: {args.model!r} (cwd {os.getcwd()!r})')
+    # read weights-only now (a URL fetched into the cache first): a damaged or unsafe file
+    # is named before the inferencer is built
+    weights = prepare_checkpoint(args.weights, '--weights', read=True)
     cfg = Config.fromfile(args.model)
     scope = cfg.get('default_scope')
     if scope == 'mmdet':
@@ -113,20 +123,11 @@ def build_inferencer(args):
     elif scope == 'mmseg':
         from mmseg.apis import MMSegInferencer as Inferencer
     else:
-        raise InferError(f'{args.model}: default_scope is {scope!r}, not "mmdet" or "mmseg"')
-    try:
-        inferencer = Inferencer(model=cfg, weights=args.weights, device=args.device)
-    except Exception:
-        # mmengine read the file with torch.load(weights_only=True); read it again through
-        # lsnet_mm.checkpoint for an error that says what is wrong with it (if anything)
-        load_checkpoint(args.weights, what='weights')
-        raise
+        raise ConfigError(f'{args.model}: default_scope is {scope!r}, not "mmdet" or "mmseg"')
+    inferencer = Inferencer(model=cfg, weights=weights, device=args.device)
     if args.deploy:
-        from lsnet_mm.apis import switch_model_to_deploy
-        try:
-            switch_model_to_deploy(inferencer.model, strict=True)
-        except ValueError as e:
-            raise InferError(str(e)) from e
+        from lsnet_mm.models import switch_model_to_deploy
+        switch_model_to_deploy(inferencer.model, strict=True)
     if args.compile:  # compiles at the first batch
         options = cfg.get('compile')
         model = inferencer.model
@@ -168,7 +169,7 @@ def run(args):
 
 
 def main(argv=None):
-    """Command-line entry point: :func:`run`, errors as ``error: ...`` and status 2.
+    """Command-line entry point: :func:`run` (errors raise; ``run_tool`` prints them).
 
     Args:
         argv (list[str], optional): The arguments; ``sys.argv[1:]`` if None.
@@ -176,13 +177,8 @@ def main(argv=None):
     Returns:
         tuple: ``(inferencer, results)`` of :func:`run`.
     """
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except (InferError, CheckpointError, ImageDecodeError, FileNotFoundError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        raise SystemExit(2)
+    return run(parse_args(argv))
 
 
 if __name__ == '__main__':
-    main()
+    launch.run_tool(main)

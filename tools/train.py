@@ -8,23 +8,25 @@ the model, datasets and metrics; this script is the same for both.
     python tools/train.py CONFIG --resume work_dirs/x/epoch_4.pth
     bash tools/dist_train.sh CONFIG 8 [--amp] [--auto-scale-lr]             # torchrun
 
-Before the runner starts it checks (and names what is wrong and how to fix it): the
-dataset files, the pretrained weights named by the model's init_cfg, ``load_from``,
-that the heads' num_classes match the dataset classes, and the datasets' content
-(annotation files, image headers, label map sizes, class names:
-lsnet_mm/datasets/dataset_check.py). ``load_from`` loads
-non-strictly, as in mmengine, with a warning naming any head trained for another
-number of classes (fine-tuning); ``--resume`` needs a checkpoint that fits exactly.
-The configs run unchanged under mmdet's and mmseg's own tools/train.py as well.
+Before the runner starts, :func:`lsnet_mm.apis.preflight.check_before_run` checks the
+config, the output folder, the checkpoints (URLs are downloaded into the cache) and the
+datasets, and names what is wrong and how to fix it. Only one training run may use a
+work dir at a time. ``load_from`` loads non-strictly, as in mmengine, with a warning
+naming any head trained for another number of classes (fine-tuning); ``--resume`` needs a
+checkpoint that fits exactly. The configs run unchanged under mmdet's and mmseg's own
+tools/train.py as well.
 """
 import argparse
 
+from mmengine.logging import print_log
+
 import lsnet_mm  # noqa: F401 (registers LSNet modules, allow-lists checkpoint classes)
-from lsnet_mm.checkpoint import find_resume_checkpoint
-from lsnet_mm.datasets.dataset_check import check_datasets
+from lsnet_mm.apis import launch, preflight
+from lsnet_mm.apis.accumulation import apply_gradient_accumulation
 from lsnet_mm.engine.hooks import CheckpointCheckHook
-from lsnet_mm.utils import launch, model_check, preflight
-from lsnet_mm.utils.preflight import PreflightError
+from lsnet_mm.engine.resume import find_resume_checkpoint
+from lsnet_mm.engine.work_dir_lock import acquire_work_dir_lock
+from lsnet_mm.utils.errors import ConfigError
 
 
 def parse_args(argv=None):
@@ -37,6 +39,10 @@ def parse_args(argv=None):
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by (GPUs x batch per GPU) / '
                              'auto_scale_lr.base_batch_size')
+    parser.add_argument('--accumulate', type=int, default=1, metavar='K',
+                        help='accumulate the gradients of K iterations per optimizer step '
+                             '(the schedule counted in optimizer steps): the paper\'s batch on '
+                             'fewer GPUs, see docs/model_zoo.md')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from the given checkpoint, or, without a path, from the '
                              'latest checkpoint in the work dir')
@@ -48,14 +54,15 @@ def build_cfg(args):
     """The config with the command line's settings merged in (all of them show in the
     config the runner dumps into the work dir)."""
     cfg = launch.load_tool_config(args.config, args.launcher, args.cfg_options, args.work_dir)
+    apply_gradient_accumulation(cfg, args.accumulate)  # K=1 changes nothing
 
     if args.amp:
         import torch
         if not torch.cuda.is_available():
-            raise PreflightError('--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); drop '
+            raise ConfigError('--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); drop '
                                  '--amp to train in float32 on CPU.')
         if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
-            print('AMP training is already enabled in the config.')
+            print_log('AMP training is already enabled in the config.', logger='current')
         else:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -64,7 +71,7 @@ def build_cfg(args):
         if 'base_batch_size' in cfg.get('auto_scale_lr', {}):
             cfg.auto_scale_lr.enable = True
         else:
-            raise PreflightError('--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=N) '
+            raise ConfigError('--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=N) '
                                  'in the config (the batch size its learning rate is set for).')
 
     launch.use_compile_hook(cfg)  # compile=True: optimizer step outside the graph
@@ -78,33 +85,22 @@ def build_cfg(args):
     return cfg
 
 
-def check_before_run(cfg, launcher):
-    """Checks that name a missing file or a wrong setting before anything is built."""
-    launch.setup_cpu_distributed(cfg, launcher)
-    model_check.check_model_cfg(cfg)  # neck.in_channels vs the LSNet arch
-    preflight.check_data(cfg, 'train')
-    preflight.check_pretrained(cfg)
-    preflight.check_num_classes(cfg, 'train_dataloader')
-    preflight.check_load_from(cfg.get('load_from'), 'resume checkpoint' if cfg.get('resume')
-                    else 'load_from checkpoint')
-    check_datasets(cfg, 'train')  # annotation files, image headers, label map sizes, classes
-
-
 def main(argv=None):
     """Train; returns the trained model."""
     args = parse_args(argv)
     cfg = build_cfg(args)
-    check_before_run(cfg, args.launcher)
+    launch.setup_cpu_distributed(cfg, args.launcher)
+    preflight.check_before_run(cfg, 'train')
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    preflight.check_dataset_not_empty(runner, 'train')
     if cfg.get('load_from'):
         # resuming needs the exact model; load_from loads non-strictly as in mmengine and
         # warns about heads trained for another number of classes (fine-tuning)
         runner.register_hook(CheckpointCheckHook(strict=bool(cfg.get('resume'))))
-    return runner.train()
+    with acquire_work_dir_lock(cfg.work_dir):  # one training run per work dir
+        return runner.train()
 
 
 if __name__ == '__main__':

@@ -1,4 +1,11 @@
-"""What tools/train.py and tools/test.py share: config loading, CPU launch, tear-down."""
+"""What the tools share: command-line flags, config loading, CPU launch, one-line errors.
+
+Every tool runs its ``main`` through :func:`run_tool`: an
+:class:`~lsnet_mm.utils.errors.LSNetError` (anything a user can cause: a bad setting,
+a missing or damaged file, a diverged run) prints ``error: MESSAGE`` as one line on
+stderr and exits with status 2; ``--debug`` (train/test) or ``LSNET_DEBUG=1`` (any tool)
+shows the traceback instead.
+"""
 import os
 import os.path as osp
 import sys
@@ -6,7 +13,10 @@ from typing import Callable
 
 import torch
 
-from .preflight import PreflightError
+from ..utils.errors import ConfigError, LSNetError
+
+#: Environment variable that makes :func:`run_tool` show tracebacks (as ``--debug``).
+DEBUG_ENV = 'LSNET_DEBUG'
 
 
 def add_run_args(parser) -> None:
@@ -25,6 +35,9 @@ def add_run_args(parser) -> None:
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--debug', action='store_true',
+                        help=f'show the traceback of an error instead of one line (as '
+                             f'{DEBUG_ENV}=1)')
 
 
 def parse_run_args(parser, argv=None):
@@ -40,6 +53,8 @@ def parse_run_args(parser, argv=None):
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
+    if getattr(args, 'debug', False):
+        os.environ[DEBUG_ENV] = '1'
     return args
 
 
@@ -55,8 +70,14 @@ def load_tool_config(config, launcher='none', cfg_options=None, work_dir=None):
 
     Returns:
         mmengine.Config: The config.
+
+    Raises:
+        ConfigError: The config file is not there.
     """
     from mmengine.config import Config
+    if not osp.isfile(config):
+        raise ConfigError(f'config file not found: {config!r} (cwd {os.getcwd()!r}); the '
+                          f'paper configs are in configs/, the demo ones in configs/demo/.')
     cfg = Config.fromfile(config)
     cfg.launcher = launcher
     if cfg_options is not None:
@@ -68,16 +89,21 @@ def load_tool_config(config, launcher='none', cfg_options=None, work_dir=None):
     return cfg
 
 
-def shutdown_distributed():
+def shutdown_distributed(barrier: bool = True) -> None:
     """Tear down the process group a launcher set up.
 
     Left to interpreter exit, gloo's threads can abort the process ("terminate called
     without an active exception") after the run has finished, and torchrun then
     reports the job as failed.
+
+    Args:
+        barrier (bool): Wait for the other processes first (a normal end). False after
+            an error, when the others may never reach the barrier.
     """
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()  # no rank tears down while another still talks to it
+        if barrier:
+            dist.barrier()  # no rank tears down while another still talks to it
         dist.destroy_process_group()
 
 
@@ -107,7 +133,7 @@ def setup_cpu_distributed(cfg, launcher):
                                      find_unused_parameters=cfg.get('find_unused_parameters',
                                                                     False))
     if launcher != 'pytorch':
-        raise PreflightError(
+        raise ConfigError(
             f'--launcher {launcher} without CUDA is not supported (mmengine assumes GPUs for it); '
             f'on CPU use torchrun (tools/dist_train.sh, --launcher pytorch) with the gloo backend.')
     import torch.distributed as dist
@@ -119,27 +145,42 @@ def setup_cpu_distributed(cfg, launcher):
         dist.init_process_group(backend='gloo', **kwargs)
 
 
-def run_tool(main: Callable) -> None:
-    """Run a tool's ``main()`` as a command: known errors become one line and exit 2.
+def error_line(error: BaseException) -> str:
+    """An error's message as the one line a tool prints.
 
-    A :class:`~lsnet_mm.utils.preflight.PreflightError`, a
-    :class:`~lsnet_mm.checkpoint.CheckpointError` or a
-    :class:`~lsnet_mm.engine.hooks.NonFiniteLossError` (a diverged training run) prints
-    ``error: MESSAGE`` on stderr (no traceback) and exits with status 2; the process
-    group a launcher set up is torn down in any case (:func:`shutdown_distributed`).
+    Args:
+        error (BaseException): The error.
+
+    Returns:
+        str: ``'error: MESSAGE'``, the lines of a multi-line message joined by ``'; '``.
+    """
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    return 'error: ' + ('; '.join(lines) or type(error).__name__)
+
+
+def run_tool(main: Callable) -> None:
+    """Run a tool's ``main()`` as a command: a user's error is one line and exit status 2.
+
+    Any :class:`~lsnet_mm.utils.errors.LSNetError` prints :func:`error_line` on stderr
+    (no traceback unless ``--debug`` / ``LSNET_DEBUG=1``) and exits with status 2; other
+    exceptions are bugs and propagate. The process group a launcher set up is torn down
+    in any case (:func:`shutdown_distributed`).
 
     Args:
         main (Callable): The tool's entry point, called without arguments.
     """
-    from ..checkpoint import CheckpointError
-    from ..engine.hooks.finite_loss_hook import NonFiniteLossError
     try:
         main()
-    except (PreflightError, CheckpointError, NonFiniteLossError) as e:
-        print(f'error: {e}', file=sys.stderr)
+    except LSNetError as e:
+        shutdown_distributed(barrier=False)
+        if os.environ.get(DEBUG_ENV) == '1':
+            raise
+        print(error_line(e), file=sys.stderr, flush=True)
         sys.exit(2)
-    finally:
-        shutdown_distributed()
+    except BaseException:
+        shutdown_distributed(barrier=False)
+        raise
+    shutdown_distributed()
 
 
 def use_compile_hook(cfg) -> None:
@@ -153,5 +194,5 @@ def use_compile_hook(cfg) -> None:
         cfg (mmengine.Config): The run's config.
     """
     hooks = list(cfg.get('custom_hooks', None) or [])
-    if cfg.get('compile') and not any(h.get('type') == 'LSNetCompileHook' for h in hooks):
-        cfg.custom_hooks = hooks + [dict(type='LSNetCompileHook')]
+    if cfg.get('compile') and not any(h.get('type') == 'lsnet_mm.LSNetCompileHook' for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type='lsnet_mm.LSNetCompileHook')]
