@@ -1,4 +1,5 @@
-"""Test settings: at most two compute threads, a fixed seed per test. lsnet_mm is the
+"""Test settings: at most two compute threads (one per worker when pytest-xdist runs
+several: ``tools/run_tests.sh`` does), a fixed seed per test. lsnet_mm is the
 installed (editable) package; the helper modules of this folder (product_helpers, ...)
 import because pytest puts this folder (no __init__.py) on sys.path."""
 import os
@@ -6,7 +7,8 @@ import os
 import pytest
 import torch
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+_WORKERS = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 
 @pytest.fixture(autouse=True)

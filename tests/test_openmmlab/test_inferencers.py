@@ -32,7 +32,7 @@ def small_config(name):
     from mmengine.config import Config
     cfg = Config.fromfile(config_path(name))
     for t in cfg.test_dataloader.dataset.pipeline:
-        if t.type in ('Resize', 'AlignResize'):
+        if t.type in ('Resize', 'lsnet_mm.AlignResize'):
             t.scale = SIZE
     test_cfg = cfg.model.test_cfg
     if 'rcnn' in test_cfg:  # Mask R-CNN

@@ -5,19 +5,15 @@
   config, and test again with the config the Runner dumped into the work dir;
 * ``load_from`` a checkpoint trained for other classes fine-tunes (non-strict, a
   warning naming the skipped classifier), as mmengine does;
-* ``init_cfg=dict(type='Pretrained', checkpoint='http://...')`` downloads the file to
-  the torch hub cache, weights-only;
 * ``import lsnet_mm`` needs only torch and mmengine (LSNet builds with mmdet, mmseg and
-  mmcv blocked);
-* every file is read weights-only: pickled code is refused and never runs, and a file
-  that is no checkpoint at all is called that.
+  mmcv blocked).
+
+(Weights-only reading and safe downloads are tested in tests/test_checkpoint/.)
 
 The tiny runs use generated data (4 training images), 64 px inputs and 32-channel
 necks and heads; the stock tools run as subprocesses of the installed package (no
 PYTHONPATH).
 """
-import functools
-import http.server
 import importlib.util
 import os
 import os.path as osp
@@ -25,9 +21,7 @@ import re
 import subprocess
 import sys
 import textwrap
-import threading
 
-import numpy as np
 import pytest
 import torch
 
@@ -53,7 +47,7 @@ model = dict(
                    stacked_convs=1),
     test_cfg=dict(score_thr=0.0, nms_pre=100, max_per_img=20))
 train_pipeline = [
-    dict(type='CheckedLoadImageFromFile'),
+    dict(type='lsnet_mm.CheckedLoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='Resize', scale=scale, keep_ratio=True),
     dict(type='PackDetInputs'),
@@ -103,7 +97,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='AlignResize', scale=(128, 64), size_divisor=32),
+    dict(type='lsnet_mm.AlignResize', scale=(128, 64), size_divisor=32),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
@@ -163,7 +157,7 @@ def assert_safe_checkpoints(work_dir, output, name):
     assert 'state_dict' in torch.load(ckpt, map_location='cpu')
     (dumped,) = [f for f in os.listdir(work_dir) if f.endswith('.py')]
     dumped = osp.join(work_dir, dumped)
-    assert Config.fromfile(dumped).default_hooks.checkpoint.type == 'SafeCheckpointHook'
+    assert Config.fromfile(dumped).default_hooks.checkpoint.type == 'lsnet_mm.SafeCheckpointHook'
     return ckpt, dumped
 
 
@@ -244,75 +238,6 @@ def test_load_from_other_classes_fine_tunes(det_run, tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- http checkpoints
 
-class _Server:
-    """A static file server on 127.0.0.1 (ephemeral port) that counts its requests."""
-
-    def __init__(self, directory):
-        self.requests = []
-        requests = self.requests
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def do_GET(self):
-                requests.append(self.path)
-                super().do_GET()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(
-            ('127.0.0.1', 0), functools.partial(Handler, directory=str(directory)))
-        self.url = f'http://127.0.0.1:{self.httpd.server_address[1]}'
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def test_pretrained_from_http_url(tmp_path, monkeypatch):
-    """init_cfg=dict(type='Pretrained', checkpoint='http://...') goes through mmengine's
-    CheckpointLoader: downloaded once to $TORCH_HOME/hub/checkpoints, then read from
-    there; weights-only also for downloads."""
-    from lsnet_mm import LSNet
-    from lsnet_mm.checkpoint import CheckpointError, load_checkpoint
-    torch_home = tmp_path / 'torch_home'
-    monkeypatch.setenv('TORCH_HOME', str(torch_home))
-    for var in ('NO_PROXY', 'no_proxy'):
-        monkeypatch.setenv(var, '127.0.0.1,localhost')
-    served = tmp_path / 'served'
-    served.mkdir()
-    source = LSNet('t')
-    source.init_weights()
-    torch.save({'state_dict': source.state_dict()}, served / 'lsnet_t.pth')
-    marker = tmp_path / 'payload_ran'
-    torch.save({'state_dict': {'w': torch.zeros(1)}, 'x': _Payload(str(marker))},
-               served / 'evil.pth')
-
-    with _Server(served) as server:
-        url = f'{server.url}/lsnet_t.pth'
-        model = LSNet('t', init_cfg=dict(type='Pretrained', checkpoint=url))
-        key = 'patch_embed.0.c.weight'
-        assert not torch.equal(model.state_dict()[key], source.state_dict()[key])
-        model.init_weights()
-        with pytest.raises(CheckpointError, match='allow-list'):
-            load_checkpoint(f'{server.url}/evil.pth')
-        with pytest.raises(CheckpointError, match=r'nope\.pth.* could not be downloaded.*404'):
-            load_checkpoint(f'{server.url}/nope.pth')
-        assert server.requests == ['/lsnet_t.pth', '/evil.pth', '/nope.pth']
-    assert not marker.exists()
-    for k, v in source.state_dict().items():
-        assert torch.equal(model.state_dict()[k], v), k
-    cached = torch_home / 'hub' / 'checkpoints' / 'lsnet_t.pth'
-    assert cached.read_bytes() == (served / 'lsnet_t.pth').read_bytes()
-    # the server is gone: a second model reads the cached file
-    again = LSNet('t', init_cfg=dict(type='Pretrained', checkpoint=url))
-    again.init_weights()
-    assert torch.equal(again.state_dict()[key], source.state_dict()[key])
-
 
 # ---------------------------------------------------------------- optional libraries
 
@@ -330,7 +255,7 @@ BLOCKED_IMPORT = textwrap.dedent('''
     assert [o.shape[1] for o in outs] == [64, 128, 256, 384], [o.shape for o in outs]
     assert lsconv.shape == (1, 64, 8, 8)
     assert 'LSNetFPN' not in MODELS.module_dict and MODELS.get('LSNetFPN') is None
-    assert HOOKS.get('SafeCheckpointHook') is not None
+    assert HOOKS.get('lsnet_mm.SafeCheckpointHook') is not None
     loaded = sorted(m for m in sys.modules if m.split('.')[0] in sys.argv[1:]
                     and sys.modules[m] is not None)
     assert not loaded, loaded
@@ -343,41 +268,3 @@ def test_import_without_mmdet_mmseg_mmcv(tmp_path, blocked):
     r = subprocess.run([sys.executable, '-c', BLOCKED_IMPORT, *blocked], cwd=str(tmp_path),
                        env=clean_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and 'BUILT LSNet' in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
-
-
-# ---------------------------------------------------------------- weights-only reading
-
-class _Payload:
-    """Pickles as a call to ``os.mkdir(path)``: code that runs when the file is unpickled
-    without restrictions."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (os.mkdir, (self.path,))
-
-
-def test_weights_only_refuses_code_and_names_junk(tmp_path):
-    from lsnet_mm.checkpoint import CheckpointError, load_checkpoint
-    marker = tmp_path / 'payload_ran'
-    evil = tmp_path / 'evil.pth'
-    torch.save({'state_dict': {'w': torch.zeros(2)}, 'meta': _Payload(str(marker))}, evil)
-    with pytest.raises(CheckpointError) as e:
-        load_checkpoint(str(evil))
-    msg = str(e.value)
-    assert 'evil.pth' in msg and 'outside the weights-only allow-list' in msg
-    assert 'posix.mkdir' in msg and 'not a PyTorch checkpoint' not in msg
-    assert 'weights_only` set to `False`' not in msg  # never advise the unsafe way
-    assert not marker.exists()
-    # the payload is real: an unrestricted unpickler runs it
-    torch.load(evil, weights_only=False)
-    assert marker.is_dir()
-
-    junk = tmp_path / 'junk.pth'
-    junk.write_bytes(np.random.default_rng(0).bytes(4096))
-    with pytest.raises(CheckpointError) as e:
-        load_checkpoint(str(junk))
-    msg = str(e.value)
-    assert 'junk.pth' in msg and 'is not a PyTorch checkpoint' in msg
-    assert 'allow-list' not in msg and 'weights_only` set to `False`' not in msg

@@ -12,6 +12,7 @@ import pycocotools.mask as mask_util
 import pytest
 import torch
 
+from lsnet_mm.apis import launch
 from product_helpers import ROOT, random_checkpoint, tiny_ade, tiny_coco, tool
 
 infer = tool('infer')
@@ -30,7 +31,7 @@ model = dict(test_cfg=dict(rpn=dict(nms_pre=300, max_per_img=100),
 SEG_CONFIG = f"""_base_ = '{ROOT}/configs/fpn_lsnet_t_ade20k.py'
 test_dataloader = dict(dataset=dict(pipeline=[
     dict(type='LoadImageFromFile'),
-    dict(type='AlignResize', scale=(128, 96), size_divisor=32),
+    dict(type='lsnet_mm.AlignResize', scale=(128, 96), size_divisor=32),
     dict(type='PackSegInputs'),
 ]))
 """
@@ -154,19 +155,19 @@ def test_segmentor_writes_what_mmseg_inferencer_writes(seg, tmp_path):
 
 def assert_cli_error(capsys, argv, *words):
     with pytest.raises(SystemExit) as e:
-        infer.main([str(a) for a in argv])
+        launch.run_tool(lambda: infer.main([str(a) for a in argv]))
     assert e.value.code == 2
-    err = capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # (see test_bad_inputs.cli_error)
     assert err.startswith('error: ') and all(w in err for w in words), err
     return err
 
 
 def test_missing_weights_and_config(det, tmp_path, capsys):
-    # (bad inputs, damaged images and weights: tests/test_robustness.py)
+    # (bad inputs, damaged images and weights: tests/test_tools/test_bad_inputs.py)
     config, weights, folder = det
     img = osp.join(folder, '000000.png')
     missing = tmp_path / 'nope.pth'
-    assert_cli_error(capsys, [img, config, '--weights', missing], 'weights not found',
+    assert_cli_error(capsys, [img, config, '--weights', missing], '--weights: checkpoint not found',
                      str(missing))
     assert_cli_error(capsys, [img, tmp_path / 'missing.py', '--weights', weights],
                      'missing.py')

@@ -22,8 +22,8 @@ import torch
 from torch._dynamo.utils import counters
 
 from lsnet_mm import LSNet
+from lsnet_mm.models.layers import reparameterize
 from lsnet_mm.models.layers.block import LSNetBlock
-from lsnet_mm.models.layers.reparam import LSConvDeploy, reparameterize
 from product_helpers import RETINA, SEG, random_checkpoint, seg_opts, tiny_ade, tool
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -90,7 +90,7 @@ def test_deploy_ls_block_inductor_matches_eager():
             torch.nn.init.uniform_(m.running_mean, -0.5, 0.5)
             torch.nn.init.uniform_(m.running_var, 0.5, 2.0)
     reparameterize(block)
-    assert isinstance(block.mixer, LSConvDeploy)
+    assert block.mixer.deploy and not hasattr(block.mixer, 'bn')
     x = torch.randn(2, 16, 9, 7)
     with torch.no_grad():
         want = block(x)
@@ -127,7 +127,7 @@ def test_tools_test_compile_after_deploy(seg, tmp_path):
                                f'compile.backend={RECORDER}'])
     assert compiled == eager and set(eager) >= {'mIoU', 'aAcc'}
     code = '\n'.join(GRAPHS)
-    # LSConvDeploy's folded BatchNorm, and none of LSConv's own
+    # the deploy-mode LSConv's folded BatchNorm, and none of the training form's
     assert 'bn_scale' in code and 'lkp' in code and 'mixer_modules_bn' not in code
     assert _dumped_config(str(tmp_path / 'c'), config).compile == dict(backend=RECORDER)
     assert 'compile' not in _dumped_config(str(tmp_path / 'e'), config)

@@ -18,10 +18,8 @@ import pytest
 import torch
 
 import lsnet_mm  # noqa: F401
-from lsnet_mm.checkpoint import CheckpointError
-from lsnet_mm.datasets import ImageDecodeError
 from lsnet_mm.datasets.demo.coco_shapes import make_demo_coco
-from lsnet_mm.utils.preflight import PreflightError
+from lsnet_mm.utils.errors import CheckpointError, ConfigError, DatasetError, ImageDecodeError
 from product_helpers import MASK, RETINA, ROOT, record_start_weights, run_log, tool
 
 train_tool, test_tool = tool('train'), tool('test')
@@ -145,7 +143,7 @@ def test_dumped_config_is_what_the_user_wrote(data, trained, name):
     written = Config.fromfile(cfg)
     written.merge_from_dict(_parse_opts(opts(data)))
     assert dumped.default_hooks == written.default_hooks
-    assert dumped.default_hooks.checkpoint.type == 'SafeCheckpointHook'
+    assert dumped.default_hooks.checkpoint.type == 'lsnet_mm.SafeCheckpointHook'
     assert dumped.get('custom_hooks', []) == written.get('custom_hooks', [])
     assert dumped.model == written.model
 
@@ -229,8 +227,9 @@ def test_two_process_gloo(data, tmp_path):
 
 def test_missing_coco_names_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(PreflightError) as e:
-        train_tool.main([osp.join(ROOT, 'configs', 'retinanet_lsnet_t.py')])
+    with pytest.raises(DatasetError) as e:
+        train_tool.main([osp.join(ROOT, 'configs', 'retinanet_lsnet_t.py'),
+                         '--cfg-options', 'model.backbone.init_cfg=None'])
     msg = str(e.value)
     assert "data_root 'data/coco/'" in msg and 'cocodataset.org' in msg
 
@@ -247,28 +246,47 @@ def test_missing_annotation_file_names_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _fake_coco('data/coco')
     os.remove('data/coco/annotations/instances_val2017.json')
-    with pytest.raises(PreflightError, match='instances_val2017.json'):
-        test_tool.main([osp.join(ROOT, 'configs', 'mask_rcnn_lsnet_t.py'), __file__])
+    torch.save({'state_dict': {}}, 'weights.pth')
+    with pytest.raises(DatasetError, match='instances_val2017.json'):
+        test_tool.main([osp.join(ROOT, 'configs', 'mask_rcnn_lsnet_t.py'), 'weights.pth'])
 
 
-def test_missing_pretrained_names_path_and_source(tmp_path, monkeypatch):
+OFFLINE_URL = 'http://127.0.0.1:9/jameslahm/lsnet/resolve/main/lsnet_s.pth'  # nothing listens
+
+
+def test_offline_pretrained_url_names_url_cache_and_fixes(tmp_path, monkeypatch):
+    """The configs name the release URLs; offline, the error names the URL, the cache
+    file the loader looks for and both fixes, before any data is read."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
     _fake_coco('data/coco')
-    with pytest.raises(PreflightError) as e:
-        train_tool.main([osp.join(ROOT, 'configs', 'mask_rcnn_lsnet_s.py')])
+    config = osp.join(ROOT, 'configs', 'mask_rcnn_lsnet_s.py')
+    with pytest.raises(CheckpointError) as e:
+        train_tool.main([config, '--cfg-options',
+                         f'model.backbone.init_cfg.checkpoint={OFFLINE_URL}'])
     msg = str(e.value)
-    assert "'pretrained/lsnet_s.pth'" in msg and 'model.backbone.init_cfg.checkpoint' in msg
-    assert 'huggingface.co/jameslahm/lsnet' in msg
+    cached = str(tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'lsnet_s.pth')
+    assert f'checkpoint {OFFLINE_URL!r} could not be downloaded' in msg, msg
+    assert f'put it at {cached!r}' in msg, msg
+    assert '--cfg-options model.backbone.init_cfg.checkpoint=PATH' in msg, msg
+    assert not os.listdir(osp.dirname(cached))  # no partial file left in the cache
+    # a local path that is not there: named, with where the released files are listed
+    with pytest.raises(CheckpointError) as e:
+        train_tool.main([config, '--cfg-options',
+                         'model.backbone.init_cfg.checkpoint=pretrained/lsnet_s.pth'])
+    assert str(e.value).startswith("model.backbone.init_cfg.checkpoint: checkpoint not found: "
+                                   "'pretrained/lsnet_s.pth'"), str(e.value)
+    assert 'docs/model_zoo.md' in str(e.value)
 
 
 def test_missing_demo_data_says_how_to_generate(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(PreflightError, match='lsnet_mm.datasets.demo.coco_shapes'):
+    with pytest.raises(DatasetError, match='lsnet_mm.datasets.demo.coco_shapes'):
         train_tool.main([RETINA])
 
 
 def test_dataset_and_model_classes_disagree(data, tmp_path):
-    with pytest.raises(PreflightError) as e:
+    with pytest.raises(ConfigError) as e:
         train_tool.main([RETINA, '--work-dir', str(tmp_path), '--cfg-options', *opts(data),
                          'model.bbox_head.num_classes=80'])
     assert 'has 3 classes' in str(e.value) and 'model.bbox_head.num_classes=80' in str(e.value)
@@ -289,6 +307,7 @@ def test_checkpoint_for_other_classes_is_refused(data, trained, tmp_path):
 
 
 TWO = "train_dataloader.dataset.metainfo.classes=['circle','square']"
+TWO_VAL = TWO.replace('train_', 'val_')  # the val set is checked against the model too
 
 
 def test_test_tool_exits_2_naming_the_mismatch(data, trained, tmp_path):
@@ -312,7 +331,7 @@ def test_resume_is_strict(data, trained, tmp_path):
     with pytest.raises(CheckpointError) as e:
         train_tool.main([cfg, '--work-dir', str(tmp_path), '--resume', ckpt,
                          '--cfg-options', *opts(data, max_epochs=2),
-                         'model.bbox_head.num_classes=2', TWO])
+                         'model.bbox_head.num_classes=2', TWO, TWO_VAL])
     msg = str(e.value)
     assert msg.startswith(f'resume checkpoint {ckpt!r} was trained for a different number')
     assert 'bbox_head.num_classes=2' in msg
@@ -328,7 +347,7 @@ def test_load_from_other_classes_fine_tunes_mask_rcnn(data, trained, tmp_path, m
     wd = str(tmp_path / 'ft')
     train_tool.main([MASK, '--work-dir', wd, '--cfg-options', *opts(data), f'load_from={ckpt}',
                      'model.roi_head.bbox_head.num_classes=2',
-                     'model.roi_head.mask_head.num_classes=2', TWO])
+                     'model.roi_head.mask_head.num_classes=2', TWO, TWO_VAL])
     assert torch.load(osp.join(wd, 'epoch_1.pth'), map_location='cpu')['meta']['iter'] == 2
     (loaded,) = start
     skipped = {'roi_head.bbox_head.fc_cls', 'roi_head.bbox_head.fc_reg',
@@ -350,14 +369,15 @@ def test_load_from_other_classes_fine_tunes_mask_rcnn(data, trained, tmp_path, m
 
 
 def test_missing_checkpoint(data, tmp_path):
-    with pytest.raises(PreflightError, match='checkpoint not found'):
+    with pytest.raises(CheckpointError, match=r"CHECKPOINT: checkpoint not found: '.*nope\.pth'"):
         test_tool.main([RETINA, str(tmp_path / 'nope.pth'), '--cfg-options', *opts(data)])
 
 
-@pytest.mark.parametrize('content,error', [(b'', PreflightError),
-                                           (b'this is not a PNG file', PreflightError),
-                                           ('truncated', ImageDecodeError)])
-def test_undecodable_image_is_named(data, tmp_path, content, error):
+@pytest.mark.parametrize('content,error,why', [
+    (b'', ImageDecodeError, 'empty file (0 bytes)'),
+    (b'this is not a PNG file', ImageDecodeError, 'not an image that PIL can identify'),
+    ('truncated', ImageDecodeError, 'decode')])
+def test_undecodable_image_is_named(data, tmp_path, content, error, why):
     """A file whose header does not decode is named by the dataset check before training;
     one whose header decodes but whose pixels do not is named by the training pipeline's
     CheckedLoadImageFromFile (the test pipelines keep mmcv's LoadImageFromFile, which
@@ -373,15 +393,13 @@ def test_undecodable_image_is_named(data, tmp_path, content, error):
     with pytest.raises(error) as e:
         train_tool.main([RETINA, '--work-dir', str(tmp_path / 'wd'),
                          '--cfg-options', *opts(bad), 'train_dataloader.batch_size=4'])
-    assert victim in str(e.value)
-    if error is ImageDecodeError:
-        assert 'decode' in str(e.value)
-    else:  # stopped before the runner: nothing was written
+    assert victim in str(e.value) and why in str(e.value)
+    if why != 'decode':  # stopped before the runner: nothing was written
         assert not glob.glob(osp.join(str(tmp_path / 'wd'), '**', '*.pth'), recursive=True)
 
 
 def test_amp_on_cpu_is_refused(data, tmp_path):
     if torch.cuda.is_available():
         pytest.skip('CUDA present')
-    with pytest.raises(PreflightError, match='--amp needs a CUDA GPU'):
+    with pytest.raises(ConfigError, match='--amp needs a CUDA GPU'):
         train_tool.main([RETINA, '--amp', '--cfg-options', *opts(data)])

@@ -15,12 +15,10 @@ import pytest
 import torch
 
 import lsnet_mm  # noqa: F401
-from lsnet_mm.checkpoint import CheckpointError
-from lsnet_mm.datasets import SegLabelError
 from lsnet_mm.datasets.demo.ade_scenes import DEMO_CLASSES, generate
-from lsnet_mm.utils.preflight import PreflightError
+from lsnet_mm.utils.errors import CheckpointError, ConfigError, DatasetError, SegLabelError
 from product_helpers import ROOT, record_start_weights, run_log, tool
-from test_segmentation_checkpoints import make_mmseg030_checkpoint
+from released_checkpoints import make_mmseg030_checkpoint
 
 DEMO = osp.join(ROOT, 'configs', 'demo', 'fpn_lsnet_t_demo.py')
 FPN_T = osp.join(ROOT, 'configs', 'fpn_lsnet_t_ade20k.py')
@@ -78,6 +76,7 @@ def trained(data, tmp_path_factory):
     return wd, model
 
 
+@pytest.mark.slow  # trains the demo model (module fixture) or a second run
 def test_train_then_test_reports_miou_macc_aacc(data, trained, tmp_path):
     wd, model = trained
     assert osp.isfile(osp.join(wd, 'iter_12.pth')) and osp.isfile(osp.join(wd, 'iter_24.pth'))
@@ -106,6 +105,7 @@ def test_train_then_test_reports_miou_macc_aacc(data, trained, tmp_path):
         assert json.load(f)['mIoU'] == pytest.approx(metrics['mIoU'])
 
 
+@pytest.mark.slow  # trains the demo model (module fixture) or a second run
 def test_checkpoint_round_trip_and_resume(data, trained, tmp_path):
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
@@ -139,6 +139,7 @@ def test_checkpoint_round_trip_and_resume(data, trained, tmp_path):
     assert opt_steps == {24.0}
 
 
+@pytest.mark.slow  # trains the demo model (module fixture) or a second run
 def test_dumped_config_keeps_the_users_checkpoint_hook(trained):
     """The config the runner dumps is the user's: SafeCheckpointHook because the config
     names it, with the --cfg-options given; nothing swapped in by tools/train.py."""
@@ -148,10 +149,11 @@ def test_dumped_config_keeps_the_users_checkpoint_hook(trained):
     written = Config.fromfile(DEMO)
     written.default_hooks.checkpoint.update(interval=12, max_keep_ckpts=3)  # demo_opts
     assert dumped.default_hooks.checkpoint == written.default_hooks.checkpoint
-    assert dumped.default_hooks.checkpoint.type == 'SafeCheckpointHook'
+    assert dumped.default_hooks.checkpoint.type == 'lsnet_mm.SafeCheckpointHook'
     assert dumped.get('custom_hooks', []) == written.get('custom_hooks', [])
 
 
+@pytest.mark.slow  # trains the demo model (module fixture) or a second run
 def test_out_writes_label_maps(data, trained, tmp_path):
     """--out DIR (as mmseg's test.py): one PNG label map per test image, at the image's
     size, with the class indices shifted back by reduce_zero_label (1..6)."""
@@ -170,6 +172,7 @@ def test_out_writes_label_maps(data, trained, tmp_path):
         assert set(np.unique(pred)) <= set(range(1, len(DEMO_CLASSES) + 1))
 
 
+@pytest.mark.slow  # trains the demo model (module fixture) or a second run
 def test_load_from_other_classes_fine_tunes(data, tmp_path, monkeypatch):
     """load_from a 150-class ADE20K checkpoint into a 6-class config: trains (mmengine's
     non-strict loading), warns naming the classifier that is skipped, starts from the
@@ -217,16 +220,17 @@ def test_released_format_checkpoint_through_test_tool(data, tmp_path):
 
 def test_missing_dataset_is_named_with_how_to_get_it(tmp_path):
     missing = str(tmp_path / 'nowhere' / 'ADEChallengeData2016')
-    with pytest.raises(PreflightError) as e:
+    with pytest.raises(DatasetError) as e:
         train_tool.main([FPN_T, '--work-dir', str(tmp_path / 'wd'),
-                         '--cfg-options', *data_opts(missing)])
+                         '--cfg-options', *data_opts(missing),
+                         'model.backbone.init_cfg=None'])
     msg = str(e.value)
     assert missing in msg and 'ADEChallengeData2016.zip' in msg
-    with pytest.raises(PreflightError) as e:
+    with pytest.raises(CheckpointError) as e:
         test_tool.main([DEMO, str(tmp_path / 'x.pth'), '--work-dir', str(tmp_path / 'wd')])
     assert 'x.pth' in str(e.value)  # the checkpoint is checked first
-    open(tmp_path / 'x.pth', 'wb').close()
-    with pytest.raises(PreflightError) as e:
+    torch.save(dict(state_dict=dict(w=torch.zeros(1))), tmp_path / 'x.pth')
+    with pytest.raises(DatasetError) as e:
         test_tool.main([DEMO, str(tmp_path / 'x.pth'), '--work-dir', str(tmp_path / 'wd'),
                         '--cfg-options', *data_opts(missing)])
     assert missing in str(e.value) and 'lsnet_mm.datasets.demo.ade_scenes' in str(e.value)
@@ -235,8 +239,8 @@ def test_missing_dataset_is_named_with_how_to_get_it(tmp_path):
     from mmengine.registry import init_default_scope
     from mmseg.registry import DATASETS
     init_default_scope('mmseg')
-    with pytest.raises(FileNotFoundError) as e:
-        DATASETS.build(dict(type='CheckedADE20KDataset', data_root=missing,
+    with pytest.raises(DatasetError) as e:
+        DATASETS.build(dict(type='lsnet_mm.CheckedADE20KDataset', data_root=missing,
                             data_prefix=dict(img_path='images/validation',
                                              seg_map_path='annotations/validation')))
     assert osp.join(missing, 'images/validation') in str(e.value)
@@ -245,12 +249,13 @@ def test_missing_dataset_is_named_with_how_to_get_it(tmp_path):
 
 def test_missing_pretrained_file_is_named(data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no pretrained/ here
-    with pytest.raises(PreflightError) as e:
-        train_tool.main([FPN_T, '--work-dir', str(tmp_path / 'wd'),
-                         '--cfg-options', *data_opts(data)])
+    with pytest.raises(CheckpointError) as e:
+        train_tool.main([FPN_T, '--work-dir', str(tmp_path / 'wd'), '--cfg-options',
+                         *data_opts(data), 'model.backbone.init_cfg.checkpoint=pretrained/x.pth'])
     msg = str(e.value)
-    assert "'pretrained/lsnet_t.pth'" in msg and 'model.backbone.init_cfg' in msg
-    assert 'huggingface.co/jameslahm/lsnet' in msg
+    assert msg.startswith("model.backbone.init_cfg.checkpoint: checkpoint not found: "
+                          "'pretrained/x.pth'") and 'docs/model_zoo.md' in msg, msg
+    assert not osp.exists(tmp_path / 'wd')  # before the run starts
 
 
 def _corrupt(root, split, value):
@@ -295,7 +300,7 @@ def test_class_count_mismatches_are_refused(data, tmp_path):
     msg = str(e.value)
     assert 'different number of classes' in msg and 'num_classes=150' in msg
     # config vs dataset
-    with pytest.raises(PreflightError) as e:
+    with pytest.raises(ConfigError) as e:
         train_tool.main([DEMO, '--work-dir', str(tmp_path / 'wd'), '--cfg-options',
                          *demo_opts(data), 'model.decode_head.num_classes=150'])
     msg = str(e.value)
