@@ -34,10 +34,17 @@ What is measured:
   LS aggregation is not counted).
 
 ``--runtime onnxruntime openvino`` adds CONFIG's measured module exported to ONNX
-(:func:`lsnet_mm.apis.onnx_export.export_onnx`, fixed shape; with ``--predict`` the
-end-to-end graph of :func:`~lsnet_mm.apis.onnx_export.export_end2end`: preprocessing,
+(:func:`lsnet_mm.deploy.onnx_export.export_onnx`, fixed shape; with ``--predict`` the
+end-to-end graph of :func:`~lsnet_mm.deploy.onnx_export.export_end2end`: preprocessing,
 decoding and NMS inside) and run in those CPU runtimes (``--threads`` intra-op
 threads), alternating with the PyTorch models.
+``onnxruntime-int8`` / ``openvino-int8`` add that export quantized to INT8
+(:func:`lsnet_mm.deploy.quantize.quantize_onnx`: onnxruntime QDQ / OpenVINO NNCF,
+pre- and post-processing and the small-kernel aggregation kept in float), calibrated
+on ``--calib-inputs`` random inputs like the timed one (speed does not depend on the
+weights or the calibration; for accuracy see ``tools/deployment/quantize.py``).
+The files are written to ``--onnx-dir`` and kept, or to a temporary folder removed at
+the end.
 
 ``--deploy`` converts LSNet backbones of CONFIG with ``LSNet.switch_to_deploy()``
 (``--compare-deploy`` does it for the OTHER_CONFIGs). ``--compile`` wraps CONFIG's
@@ -61,6 +68,7 @@ import os
 import os.path as osp
 import platform
 import sys
+import tempfile
 import time
 
 import mmengine
@@ -69,9 +77,16 @@ import torch
 from mmengine.config import DictAction
 from torch import nn
 
-from lsnet_mm.apis import build_model_from_cfg, load_config, switch_model_to_deploy
+from lsnet_mm.apis import build_model_from_cfg, launch, load_config
+from lsnet_mm.models import switch_model_to_deploy
+from lsnet_mm.utils.errors import ConfigError
 
 MODES = ('eager', 'deploy', 'compile', 'deploy+compile')
+#: ONNX runtimes of --runtime: float exports, and INT8 ones (OpenVINO: NNCF-quantized
+#: IR; onnxruntime: QDQ-quantized ONNX), see lsnet_mm.deploy.quantize
+RUNTIMES = ('onnxruntime', 'openvino', 'onnxruntime-int8', 'openvino-int8')
+#: INT8 runtime -> the quantized file's extension (which selects the quantization path)
+INT8_FILES = {'openvino-int8': 'model_int8.xml', 'onnxruntime-int8': 'model_int8.onnx'}
 
 
 def parse_args(argv=None):
@@ -98,17 +113,27 @@ def parse_args(argv=None):
                         'NMS or logits resizing) instead of the tensor-mode forward')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='settings merged into CONFIG, e.g. model.test_cfg.score_thr=0.0')
-    p.add_argument('--runtime', nargs='+', default=[], choices=['onnxruntime', 'openvino'],
+    p.add_argument('--runtime', nargs='+', default=[], choices=RUNTIMES,
                    help="also time CONFIG's measured module exported to ONNX, in these CPU "
-                        'runtimes (runs alternate with the PyTorch ones)')
+                        'runtimes (runs alternate with the PyTorch ones); *-int8: the export '
+                        'quantized to INT8 for that runtime, calibrated on --calib-inputs '
+                        'random inputs')
+    p.add_argument('--calib-inputs', type=int, default=4,
+                   help='-int8 runtimes: random calibration inputs like the timed one '
+                        '(default 4; speed does not depend on their values)')
+    p.add_argument('--onnx-dir', metavar='DIR',
+                   help='--runtime: write the exported (and INT8) files to this folder and '
+                        'keep them (default: a temporary folder, removed at the end)')
     p.add_argument('--warmup', type=int, default=3, help='untimed runs first (default 3)')
     p.add_argument('--iters', type=int, default=10, help='timed runs (default 10)')
     p.add_argument('--threads', type=int, help='torch CPU threads (default: torch default)')
     p.add_argument('--no-flops', action='store_true', help='skip the GMACs count')
     p.add_argument('--out', metavar='JSON', help='write the results to this JSON file')
     args = p.parse_args(argv)
-    if args.iters < 1 or args.warmup < 0 or args.batch < 1 or min(args.shape) < 1:
-        p.error('--iters and --batch must be >= 1, --warmup >= 0, --shape positive')
+    if (args.iters < 1 or args.warmup < 0 or args.batch < 1 or min(args.shape) < 1
+            or args.calib_inputs < 1):
+        p.error('--iters, --batch and --calib-inputs must be >= 1, --warmup >= 0, --shape '
+                'positive')
     if args.compare_deploy and not args.compare:
         p.error('--compare-deploy needs --compare')
     if args.modes and (args.deploy or args.compile):
@@ -131,7 +156,7 @@ def build_model(name, cfg_options=None):
     try:
         cfg = load_config(name)
     except FileNotFoundError as e:
-        raise SystemExit(f'benchmark: {e}')
+        raise ConfigError(str(e)) from e
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return build_model_from_cfg(cfg) + (cfg,)
@@ -240,24 +265,41 @@ def export_entry(entries):
     return uncompiled(module), info
 
 
-def onnx_entries(entry, x, args):
-    """CONFIG's measured module exported to ONNX, one entry per ``--runtime``."""
-    import tempfile
+def calibration_like(x, num, predict):
+    """``x`` and ``num - 1`` random inputs of its kind (images 0-255 with --predict)."""
+    more = [torch.rand_like(x) * 255 if predict else torch.randn_like(x)
+            for _ in range(num - 1)]
+    return [t.cpu().numpy() for t in [x] + more]
 
-    from lsnet_mm.apis.onnx_export import export_onnx
-    from lsnet_mm.apis.onnx_runtime import OnnxModule
+
+def onnx_entries(entry, x, args, folder):
+    """CONFIG's measured module exported to ONNX in ``folder``, one entry per
+    ``--runtime``; the ``-int8`` ones quantized from that export
+    (:func:`lsnet_mm.deploy.quantize_onnx`)."""
+    from lsnet_mm.deploy.onnx_export import export_onnx
+    from lsnet_mm.deploy.onnx_runtime import OnnxModule
     module, info = entry
-    path = osp.join(tempfile.mkdtemp(prefix='lsnet_benchmark_'), 'model.onnx')
+    os.makedirs(folder, exist_ok=True)
+    path = osp.join(folder, 'model.onnx')
     if args.predict:  # the whole model: image in, detections / label map out
-        from lsnet_mm.apis.onnx_export import export_end2end
+        from lsnet_mm.deploy.onnx_export import export_end2end
         export_end2end(module.model, path, x)
     else:
         export_onnx(module, x, path)
+    files = dict(onnxruntime=path, openvino=path)
+    int8 = [rt for rt in args.runtime if rt in INT8_FILES]
+    if int8:
+        from lsnet_mm.deploy.quantize import quantize_onnx
+        calib = calibration_like(x, args.calib_inputs, args.predict)
+        for rt in int8:
+            t0 = time.perf_counter()
+            files[rt] = quantize_onnx(path, osp.join(folder, INT8_FILES[rt]), calib)['path']
+            print(f'benchmark: {rt}: quantized in {time.perf_counter() - t0:.0f} s')
     out = []
     for rt in args.runtime:
-        m = OnnxModule(module, path, rt, args.threads or 0)
+        m = OnnxModule(module, files[rt], rt.replace('-int8', ''), args.threads or 0)
         out.append((m, dict(info, name=f"{info['name']} [{rt}]", runtime=rt,
-                            runtime_version=m.session.version)))
+                            runtime_version=m.session.version, model_file=files[rt])))
     return out
 
 
@@ -354,7 +396,18 @@ def summarise(times_s, batch):
                 std=float(t.std(ddof=1)) if len(t) > 1 else 0.0), batch / med * 1e3
 
 
-def benchmark(args, argv=None):
+def benchmark(args, argv=None, onnx_dir=None):
+    """Build, time and measure the models of the command line.
+
+    Args:
+        args (argparse.Namespace): :func:`parse_args`'s result.
+        argv (list[str], optional): The command line, for the record (default sys.argv).
+        onnx_dir (str, optional): Folder of the ``--runtime`` files. Defaults to
+            ``args.onnx_dir``, else a new temporary folder (kept).
+
+    Returns:
+        dict: The results (``results``, ``ratios``, settings), as ``--out`` writes them.
+    """
     if args.threads:
         torch.set_num_threads(args.threads)
     modes = args.modes or ['+'.join(['deploy'] * args.deploy + ['compile'] * args.compile)
@@ -370,7 +423,9 @@ def benchmark(args, argv=None):
         x = torch.rand(args.batch, 3, *args.shape, device=args.device) * 255
     else:
         x = torch.randn(args.batch, 3, *args.shape, device=args.device)
-    entries += onnx_entries(export_entry(entries), x, args) if args.runtime else []
+    if args.runtime:
+        folder = onnx_dir or args.onnx_dir or tempfile.mkdtemp(prefix='lsnet_benchmark_')
+        entries += onnx_entries(export_entry(entries), x, args, folder)
     with torch.no_grad():
         for module, info in entries:
             if info.get('compiled'):  # the first run compiles: untimed, reported
@@ -475,7 +530,8 @@ def format_table(out):
 
 def main(argv=None):
     args = parse_args(argv)
-    out = benchmark(args, argv)
+    with tempfile.TemporaryDirectory(prefix='lsnet_benchmark_') as tmp:
+        out = benchmark(args, argv, args.onnx_dir or tmp)  # (the sessions hold the files)
     print(format_table(out))
     if args.out:
         mmengine.dump(out, args.out, file_format='json', indent=1)  # creates the folder
@@ -484,4 +540,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    launch.run_tool(main)

@@ -11,7 +11,7 @@ End to end (the default): input ``input`` float32 (1, 3, H, W), BGR 0-255 of an 
 the network's input size; detectors output ``dets`` (1, N, 5) and ``labels`` (1, N)
 (Mask R-CNN also ``masks`` (1, N, 28, 28)), segmentors ``seg`` (1, 1, H, W); decoding,
 score threshold and NMS follow the config's test_cfg (see docs/deployment.md and
-:mod:`lsnet_mm.apis.onnx_end2end`). CHECKPOINT is required (it may be omitted only with
+:mod:`lsnet_mm.deploy.onnx_end2end`). CHECKPOINT is required (it may be omitted only with
 ``--backbone-only``, which exports ``model.backbone`` with random weights and outputs
 ``stage0``...).
 
@@ -19,22 +19,26 @@ After exporting, the file runs in each installed runtime (onnxruntime, OpenVINO;
 ``--runtime`` picks) on an image (``--image``, resized to H x W; by default a generated
 street scene) and is compared with the PyTorch model's own predictions: matched
 detections, largest box and score differences / label-map agreement are printed; a
-mismatch is an error (exit status 1). ``--dynamic`` frees the input size and checks a
+mismatch, like a model the exporter does not support, is one ``error:`` line (exit
+status 2). ``--dynamic`` frees the input size and checks a
 second size too.
 """
 import argparse
-import copy
 
 import numpy as np
 import torch
 from mmengine.config import DictAction
 
-from lsnet_mm.apis import drop_pretrained, load_config, switch_model_to_deploy
-from lsnet_mm.apis.onnx_check import check_end2end, image_tensor, torch_predictions
-from lsnet_mm.apis.onnx_export import check_onnx, export_backbone, export_end2end
-from lsnet_mm.apis.onnx_runtime import RUNTIMES, OnnxModel, runtime_available
-from lsnet_mm.checkpoint import check_state_dict_fits, load_state_dict
-from lsnet_mm.utils import launch
+from lsnet_mm.apis import build_model_from_cfg, launch, load_config
+from lsnet_mm.deploy.onnx_check import check_end2end, image_tensor, torch_predictions
+from lsnet_mm.deploy.onnx_export import (
+    check_onnx,
+    export_backbone,
+    export_end2end,
+    prepare_for_export,
+)
+from lsnet_mm.deploy.onnx_runtime import RUNTIMES, OnnxModel, runtime_available
+from lsnet_mm.utils.errors import ConfigError, ExportError
 
 
 def parse_args(argv=None):
@@ -68,22 +72,15 @@ def parse_args(argv=None):
 
 
 def build_model(config, cfg_options=None):
-    """The config's model, random weights, eval mode, pretrained files not read.
-
-    Args:
-        config (str): Config file or ``mmdet::`` / ``mmseg::`` name.
-        cfg_options (dict, optional): Settings merged into the config.
-
-    Returns:
-        nn.Module: The model (its ``test_cfg`` as ``ConfigDict``, as mmdet's heads read).
-    """
-    from mmengine.registry import MODELS, init_default_scope
-
-    cfg = copy.deepcopy(load_config(config))
+    """The config's model (``cfg_options`` merged), random weights, eval mode, no
+    pretrained file read (:func:`lsnet_mm.apis.build_model_from_cfg`)."""
+    try:
+        cfg = load_config(config)
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from e
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    return MODELS.build(drop_pretrained(cfg.model)).eval()
+    return build_model_from_cfg(cfg)[0]
 
 
 def read_image(path, shape):
@@ -92,7 +89,8 @@ def read_image(path, shape):
     if path:
         img = mmcv.imread(path)
         if img is None:
-            raise SystemExit(f'error: cannot read image {path!r}')
+            raise ConfigError(f'--image {path}: cannot read the image (missing, or not an '
+                              f'image file): give a JPEG or PNG file')
         return img if shape is None else mmcv.imresize(img, (shape[1], shape[0]))
     from lsnet_mm.datasets.demo.ade_scenes import draw_sample
     h, w = shape or (800, 1344)
@@ -119,22 +117,18 @@ def check_backbone(model, args, runtimes):
         print(f'{rt} vs PyTorch ({len(diffs)} outputs, random input): max abs diff '
               f'{max(a for a, _ in diffs):.3g}, max relative diff {worst:.3g}')
         if worst > args.atol:
-            raise SystemExit(f'{rt} outputs differ from PyTorch by {worst:.3g} '
-                             f'(> {args.atol})')
+            raise ExportError(f'{args.out}: {rt} outputs differ from PyTorch by {worst:.3g} '
+                              f'(> --atol {args.atol}): the export does not reproduce this '
+                              f'backbone')
         results[rt] = diffs
     return results
 
 
 def main(argv=None):
     args = parse_args(argv)
-    model = build_model(args.config, args.cfg_options)
-    if args.checkpoint:
-        # weights-only reading; the file must fit the config's model exactly
-        sd = load_state_dict(args.checkpoint)
-        check_state_dict_fits(model, sd, args.checkpoint)
-        model.load_state_dict(sd, strict=False)  # fit checked; index buffers may be absent
-    if args.deploy:
-        switch_model_to_deploy(model)
+    # weights-only reading; the file must fit the config's model exactly
+    model = prepare_for_export(build_model(args.config, args.cfg_options), args.checkpoint,
+                               args.deploy)
     runtimes = args.runtime or [rt for rt in RUNTIMES if runtime_available(rt)]
     if args.backbone_only:
         names = export_backbone(model.backbone, args.out, (1, 3, *(args.shape or [800, 1344])),
@@ -169,7 +163,8 @@ def main(argv=None):
     if not runtimes:
         print('no runtime installed (pip install onnxruntime / openvino): not checked')
     if failed:
-        raise SystemExit(f'{args.out}: results differ from PyTorch in {", ".join(failed)}')
+        raise ExportError(f'{args.out}: results differ from PyTorch in {", ".join(failed)} '
+                          f'(see the lines above): the export does not reproduce this model')
     return dict(names=names, checks=checks, model=model)
 
 

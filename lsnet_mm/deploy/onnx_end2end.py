@@ -17,16 +17,16 @@ The modules here wrap a built mmdet detector or mmseg segmentor so that
 Box decoding (the heads' own box coders and anchor generators), the score threshold,
 ``nms_pre``, ``min_bbox_size``, NMS and ``max_per_img`` follow the model's ``test_cfg``
 the way mmdet's ``predict_by_feat`` applies them, with ONNX ``NonMaxSuppression`` and
-``RoiAlign`` (:mod:`lsnet_mm.apis.onnx_ops`). The graphs are traced with
+``RoiAlign`` (:mod:`lsnet_mm.deploy.onnx_ops`). The graphs are traced with
 data-dependent shapes (the number of boxes) and, with dynamic axes, any input size.
 """
-import contextlib
 from typing import Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils.errors import ExportError
 from .onnx_ops import batched_nms, roi_align
 
 DET_OUTPUTS = ('dets', 'labels')
@@ -67,8 +67,10 @@ def _nms_cfg(cfg) -> Tuple[float, bool]:
     """(IoU threshold, class agnostic) of a ``test_cfg``'s ``nms``; plain NMS only."""
     nms = dict(_cfg(cfg, 'nms') or {})
     if nms.get('type', 'nms') != 'nms' or 'iou_threshold' not in nms:
-        raise NotImplementedError(f"end-to-end ONNX export supports nms=dict(type='nms', "
-                                  f'iou_threshold=...), got {nms}')
+        raise ExportError(f"end-to-end ONNX export supports plain NMS only, but the model's "
+                          f'test_cfg has nms={nms}: set nms=dict(type=\'nms\', '
+                          f'iou_threshold=...) in model.test_cfg (e.g. with --cfg-options) '
+                          f'to export it')
     return float(nms['iou_threshold']), bool(nms.get('class_agnostic', False))
 
 
@@ -228,8 +230,9 @@ def extract_roi_feats(extractor: nn.Module, feats: Sequence[Tensor], rois: Tenso
     for i, layer in enumerate(layers):
         if getattr(layer, 'pool_mode', 'avg') != 'avg' or getattr(layer, 'use_torchvision',
                                                                   False):
-            raise NotImplementedError('ONNX export supports mmcv RoIAlign with '
-                                      "pool_mode='avg' only")
+            raise ExportError("end-to-end ONNX export supports mmcv RoIAlign with "
+                              "pool_mode='avg' only: set roi_layer=dict(type='RoIAlign', "
+                              "pool_mode='avg', ...) in the RoI extractors of model.roi_head")
         f = roi_align(feats[i], rois, layer.output_size, layer.spatial_scale,
                       layer.sampling_ratio, layer.aligned)
         out = f if out is None else torch.where((lvls == i)[:, None, None, None], f, out)
@@ -258,7 +261,7 @@ class End2EndDetector(nn.Module):
         model (nn.Module): The detector (eval mode; weights loaded).
 
     Raises:
-        NotImplementedError: The detector's kind is not supported.
+        ExportError: The detector's kind is not supported.
     """
 
     def __init__(self, model: nn.Module):
@@ -295,9 +298,11 @@ class End2EndDetector(nn.Module):
             head = self.model.bbox_head
             outs = head(feats)
             if len(outs) != 2:  # e.g. ATSS's centerness: score factors are not handled
-                raise NotImplementedError(f'end-to-end ONNX export supports heads with class '
-                                          f'and box outputs only; {type(head).__name__} has '
-                                          f'{len(outs)}')
+                raise ExportError(f'end-to-end ONNX export supports heads with class and '
+                                  f'box outputs only; {type(head).__name__} has {len(outs)} '
+                                  f'outputs: export a RetinaNet-like head instead, or the '
+                                  f'network alone (tools/deployment/export_onnx.py '
+                                  f'--backbone-only)')
             boxes, scores, labels = dense_head_candidates(head, *outs, h, w)
             dets, labels = _detections(boxes, scores, labels, head.test_cfg)
             return dets[None], labels[None]
@@ -345,55 +350,76 @@ def _check_dense_head(head):
     ok = (isinstance(head, AnchorHead) and type(head)._predict_by_feat_single
           is BaseDenseHead._predict_by_feat_single)
     if not ok:
-        raise NotImplementedError(
+        raise ExportError(
             f'end-to-end ONNX export supports anchor heads with mmdet\'s stock '
-            f'post-processing (RetinaNet-like) and RPN + StandardRoIHead detectors; got '
-            f'{type(head).__name__}')
+            f'post-processing (RetinaNet-like) and RPN + StandardRoIHead detectors, but '
+            f'model.bbox_head is {type(head).__name__}: export the backbone alone '
+            f'(--backbone-only) or use a supported head')
 
 
 def _check_roi_head(roi_head):
     from mmdet.models.roi_heads import StandardRoIHead
     if type(roi_head) is not StandardRoIHead:
-        raise NotImplementedError(f'end-to-end ONNX export supports StandardRoIHead, got '
-                                  f'{type(roi_head).__name__}')
+        raise ExportError(f'end-to-end ONNX export supports StandardRoIHead, but '
+                          f'model.roi_head is {type(roi_head).__name__}: export the '
+                          f'backbone alone (--backbone-only) or use a StandardRoIHead')
 
 
-@contextlib.contextmanager
-def _traceable_upsample():
-    """Let mmseg's ``Upsample`` (FPNHead's scale heads) follow the input size in a trace.
+def _upsample(layer: nn.Module, x: Tensor) -> Tensor:
+    """Run an mmseg ``Upsample`` by its scale factor, traceable with dynamic shapes.
 
-    It computes its output size with ``int()``, which a trace records as a constant: a
-    dynamic-shape graph would then resize to the traced size. Inside this context it
-    interpolates by its scale factor with ``recompute_scale_factor=True``: the same
-    output size (``floor(size * factor)``) and the same sampling (by the size ratio).
+    ``Upsample.forward`` computes its output size with ``int()``, which a trace records
+    as a constant: a dynamic-shape graph would then resize to the traced size. Here
+    the scale factor goes to ``F.interpolate`` with ``recompute_scale_factor=True``:
+    the same output size (``floor(size * factor)``) and the same sampling (by the size
+    ratio), recorded as shape arithmetic. A fixed ``size`` is run as the layer does.
     """
-    from mmseg.models.utils.wrappers import Upsample
-    original = Upsample.forward
+    if layer.size or not layer.scale_factor:
+        return layer(x)
+    return F.interpolate(x, scale_factor=layer.scale_factor, mode=layer.mode,
+                         align_corners=layer.align_corners, recompute_scale_factor=True)
 
-    def forward(self, x):
-        if self.size or not self.scale_factor:
-            return original(self, x)
-        return F.interpolate(x, scale_factor=self.scale_factor, mode=self.mode,
-                             align_corners=self.align_corners, recompute_scale_factor=True)
-    Upsample.forward = forward
-    try:
-        yield
-    finally:
-        Upsample.forward = original
+
+def fpn_head_logits(head: nn.Module, feats: Sequence[Tensor]) -> Tensor:
+    """Compute mmseg's ``FPNHead.forward`` from the head's public submodules, traceably.
+
+    Each scale head's layers run in order, its ``Upsample`` layers through
+    :func:`_upsample`; the levels are resized to the finest one and summed, then
+    ``cls_seg`` gives the logits: the same computation as ``FPNHead.forward``, with
+    sizes that follow the input in a trace. Nothing of mmseg is replaced.
+
+    Args:
+        head (nn.Module): An mmseg ``FPNHead``.
+        feats (Sequence[Tensor]): The neck's outputs (the head picks ``in_index``).
+
+    Returns:
+        Tensor: (B, num_classes, H / 4, W / 4) logits (the finest level's size).
+    """
+    from mmseg.models.utils import Upsample
+    index = head.in_index if isinstance(head.in_index, (list, tuple)) else [head.in_index]
+    out = None
+    for scale_head, x in zip(head.scale_heads, [feats[i] for i in index]):
+        for layer in scale_head:
+            x = _upsample(layer, x) if isinstance(layer, Upsample) else layer(x)
+        out = x if out is None else out + F.interpolate(
+            x, size=out.shape[2:], mode='bilinear', align_corners=head.align_corners)
+    return head.cls_seg(out)
 
 
 class End2EndSegmentor(nn.Module):
     """An mmseg ``EncoderDecoder`` from BGR image to a (1, 1, H, W) label map.
 
-    The decode head's logits are resized to the input size (bilinear, the head's
-    ``align_corners``), then the class with the largest logit is taken (for a one-channel
-    head: ``sigmoid > threshold``), as mmseg's ``predict`` does in ``'whole'`` mode.
+    The decode head's logits (an ``FPNHead`` through :func:`fpn_head_logits`, so that a
+    dynamic-shape graph follows the input size; other heads as they are) are resized to
+    the input size (bilinear, the head's ``align_corners``), then the class with the
+    largest logit is taken (for a one-channel head: ``sigmoid > threshold``), as
+    mmseg's ``predict`` does in ``'whole'`` mode.
 
     Args:
         model (nn.Module): The segmentor (eval mode; weights loaded).
 
     Raises:
-        NotImplementedError: Not an ``EncoderDecoder``, or ``test_cfg.mode`` is not
+        ExportError: Not an ``EncoderDecoder``, or ``test_cfg.mode`` is not
             ``'whole'``.
     """
 
@@ -403,12 +429,16 @@ class End2EndSegmentor(nn.Module):
         super().__init__()
         from mmseg.models.segmentors import EncoderDecoder
         if type(model) is not EncoderDecoder:
-            raise NotImplementedError(f'end-to-end ONNX export supports EncoderDecoder '
-                                      f'segmentors, got {type(model).__name__}')
+            raise ExportError(f'end-to-end ONNX export supports EncoderDecoder '
+                              f'segmentors, but the model is {type(model).__name__}: export '
+                              f'the backbone alone (--backbone-only)')
         mode = _cfg(model.test_cfg, 'mode', 'whole')
         if mode != 'whole':
-            raise NotImplementedError(f"end-to-end ONNX export supports test_cfg.mode='whole',"
-                                      f' got {mode!r}')
+            raise ExportError(f"end-to-end ONNX export supports model.test_cfg.mode="
+                              f"'whole', got {mode!r}: export with --cfg-options "
+                              f"model.test_cfg.mode=whole")
+        from mmseg.models.decode_heads import FPNHead
+        self.fpn_head = type(model.decode_head) is FPNHead
         self.model = model
 
     def forward(self, x: Tensor) -> Tensor:
@@ -421,8 +451,8 @@ class End2EndSegmentor(nn.Module):
             Tensor: (1, 1, H, W) int64 class indices.
         """
         head = self.model.decode_head
-        with _traceable_upsample():
-            logits = head(self.model.extract_feat(preprocess(self.model.data_preprocessor, x)))
+        feats = self.model.extract_feat(preprocess(self.model.data_preprocessor, x))
+        logits = fpn_head_logits(head, feats) if self.fpn_head else head(feats)
         logits = F.interpolate(logits, size=x.shape[2:], mode='bilinear',
                                align_corners=head.align_corners)
         if logits.shape[1] == 1:

@@ -3,7 +3,7 @@
 The reference is the model's ``test_step`` (data preprocessor, ``predict`` with the
 config's ``test_cfg``) on the same image given at the network's input size (scale
 factor 1), i.e. what ``tools/test.py`` and the inferencers compute. The ONNX file runs
-in onnxruntime or OpenVINO (:class:`lsnet_mm.apis.onnx_runtime.OnnxModel`).
+in onnxruntime or OpenVINO (:class:`lsnet_mm.deploy.onnx_runtime.OnnxModel`).
 
 Detections are matched greedily (same label, best box first); a detection may go
 unmatched only when its score is at the selection boundary (within ``score_atol`` of
@@ -72,7 +72,7 @@ def onnx_predictions(onnx_model: OnnxModel, image: np.ndarray) -> Dict[str, np.n
 
     Returns:
         dict[str, np.ndarray]: As :func:`torch_predictions` (masks pasted with
-        :func:`lsnet_mm.apis.onnx_end2end.paste_masks` at threshold 0.5).
+        :func:`lsnet_mm.deploy.onnx_end2end.paste_masks` at threshold 0.5).
     """
     out = onnx_model(image_tensor(image).numpy())
     if 'seg' in out:
@@ -144,6 +144,56 @@ def compare_detections(ref: dict, got: dict, score_thr: float = 0.0,
                 max_score_diff=max(score_diffs, default=0.0), labels_equal=True,
                 min_mask_iou=min(ious) if ious else None,
                 unmatched_scores=[unmatched_ref, unmatched_got], ok=bool(ok))
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of ``a`` (N, 4) with every box of ``b`` (M, 4): (N, M)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
+    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
+
+
+def compare_detections_iou(ref: dict, got: dict, min_score: float = 0.3,
+                           iou_thr: float = 0.5) -> dict:
+    """Agreement of approximate detections (e.g. an INT8 model's) with reference ones.
+
+    Each reference detection scoring at least ``min_score`` is paired with the
+    detection of ``got`` (any score) that overlaps it most.
+
+    Args:
+        ref (dict): Reference ``bboxes`` (N, 4), ``scores``, ``labels``.
+        got (dict): The detections to check, same keys.
+        min_score (float): The reference detections compared. Defaults to 0.3.
+        iou_thr (float): The IoU at which a pair counts as found. Defaults to 0.5.
+
+    Returns:
+        dict: ``num_ref`` (reference detections compared), ``found`` (fraction with a
+        same-label detection at IoU >= ``iou_thr``), ``label_agreement`` (of those with
+        any detection at IoU >= ``iou_thr``, the fraction with one of the same label),
+        ``mean_iou`` (best same-label IoU, averaged; 0 for none) and ``max_score_diff``
+        (of the found pairs, each with its best same-label match).
+    """
+    keep = ref['scores'] >= min_score
+    boxes, labels, scores = ref['bboxes'][keep], ref['labels'][keep], ref['scores'][keep]
+    n = int(keep.sum())
+    if n == 0:
+        return dict(num_ref=0, found=1.0, label_agreement=1.0, mean_iou=1.0,
+                    max_score_diff=0.0)
+    iou = box_iou(boxes, got['bboxes']) if len(got['scores']) else np.zeros((n, 0))
+    same = labels[:, None] == got['labels'][None]
+    best_same = np.where(same, iou, 0).max(1) if iou.shape[1] else np.zeros(n)
+    overlapping = iou.max(1) >= iou_thr if iou.shape[1] else np.zeros(n, bool)
+    found = best_same >= iou_thr
+    score_diffs = [abs(float(scores[i]) - float(got['scores'][np.where(same[i], iou[i], -1)
+                                                              .argmax()]))
+                   for i in np.flatnonzero(found)]
+    return dict(num_ref=n, found=float(found.mean()),
+                label_agreement=float(found.sum() / overlapping.sum()) if overlapping.any()
+                else 1.0,
+                mean_iou=float(best_same.mean()), max_score_diff=max(score_diffs, default=0.0))
 
 
 def compare_label_maps(ref: np.ndarray, got: np.ndarray, min_agreement: float = 0.999

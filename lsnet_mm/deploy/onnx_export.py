@@ -8,10 +8,8 @@ operator. Shapes are fixed at export time unless ``dynamic=True`` (input height 
 width free; the attention bias resize of LSNet's last stage is then part of the graph).
 
 * :func:`export_backbone`: a backbone, outputs ``stage0``, ``stage1``, ...;
-* :func:`export_network`: a detector/segmentor in mmengine's ``tensor`` mode (raw head
-  outputs, no decoding / NMS);
 * :func:`export_end2end`: image in, detections / label map out
-  (:mod:`lsnet_mm.apis.onnx_end2end`), checked with :mod:`lsnet_mm.apis.onnx_check`.
+  (:mod:`lsnet_mm.deploy.onnx_end2end`), checked with :mod:`lsnet_mm.deploy.onnx_check`.
 """
 import os
 import os.path as osp
@@ -20,6 +18,8 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+
+from ..utils.errors import ExportError
 
 DEFAULT_OPSET = 17
 
@@ -55,7 +55,39 @@ def _flatten(out):
         return [t for o in out for t in _flatten(o)]
     if isinstance(out, dict):
         return [t for k in sorted(out) for t in _flatten(out[k])]
-    raise TypeError(f'cannot export an output of type {type(out).__name__}')
+    raise ExportError(f'cannot export a model output of type {type(out).__name__}: the '
+                      f'exported module must return tensors (or lists, tuples or dicts of '
+                      f'them)')
+
+
+def prepare_for_export(model: nn.Module, checkpoint: Optional[str] = None,
+                       deploy: bool = False) -> nn.Module:
+    """Load a checkpoint into a built model and optionally switch LSNet to deploy mode.
+
+    Args:
+        model (nn.Module): A detector, segmentor or backbone (e.g. from
+            :func:`lsnet_mm.apis.build_model_from_cfg`).
+        checkpoint (str, optional): Weights, read weights-only; they must fit the model
+            exactly (attention index buffers may be absent). None: keep the weights.
+        deploy (bool): Fold BN and branches (:func:`lsnet_mm.models.switch_model_to_deploy`).
+            Defaults to False.
+
+    Returns:
+        nn.Module: ``model``, in eval mode.
+
+    Raises:
+        CheckpointError: The file cannot be read or does not fit the model.
+    """
+    from ..checkpoint import load_state_dict
+    from ..models import switch_model_to_deploy
+    from ..models.utils.checkpoint_fit import check_state_dict_fits
+    if checkpoint:
+        state_dict = load_state_dict(checkpoint)
+        check_state_dict_fits(model, state_dict, checkpoint)
+        model.load_state_dict(state_dict, strict=False)  # fit checked
+    if deploy:
+        switch_model_to_deploy(model)
+    return model.eval()
 
 
 def export_onnx(module: nn.Module, inputs: torch.Tensor, path: str,
@@ -119,23 +151,6 @@ def export_backbone(backbone: nn.Module, path: str, shape: Sequence[int] = (1, 3
                        dynamic=dynamic)
 
 
-def export_network(model: nn.Module, path: str, shape: Sequence[int] = (1, 3, 800, 1344),
-                   opset: int = DEFAULT_OPSET) -> list:
-    """Export a detector/segmentor's tensor-mode forward (no box decoding / NMS).
-
-    Args:
-        model (nn.Module): The detector or segmentor.
-        path (str): The .onnx file to write.
-        shape (Sequence[int]): The input shape (B, 3, H, W). Defaults to
-            (1, 3, 800, 1344).
-        opset (int): ONNX opset version. Defaults to 17.
-
-    Returns:
-        list[str]: The output names, ``out0``, ``out1``, ...
-    """
-    return export_onnx(TensorModeWrapper(model), torch.randn(*shape), path, opset)
-
-
 def export_end2end(model: nn.Module, path: str, image: torch.Tensor,
                    opset: int = DEFAULT_OPSET, dynamic: bool = False) -> list:
     """Export a detector or segmentor from BGR image to results (see ``onnx_end2end``).
@@ -151,29 +166,20 @@ def export_end2end(model: nn.Module, path: str, image: torch.Tensor,
 
     Returns:
         list[str]: The output names: ``dets``, ``labels`` (, ``masks``) or ``seg``.
+
+    Raises:
+        ExportError: The model's kind or a setting of it is not supported, or ``opset``
+            is below 16.
     """
     from .onnx_end2end import build_end2end
     from .onnx_ops import MIN_ROI_ALIGN_OPSET
     if opset < MIN_ROI_ALIGN_OPSET:
-        raise ValueError(f'end-to-end export needs opset >= {MIN_ROI_ALIGN_OPSET}, got {opset}')
+        raise ExportError(f'end-to-end export needs ONNX opset >= {MIN_ROI_ALIGN_OPSET} '
+                          f'(RoiAlign\'s coordinate_transformation_mode), got --opset {opset}: '
+                          f'export with --opset {MIN_ROI_ALIGN_OPSET} or later (default 17)')
     module = build_end2end(model)
     return export_onnx(module, image.float(), path, opset, output_names=module.output_names,
                        dynamic=dynamic)
-
-
-def run_onnxruntime(path: str, inputs: torch.Tensor, threads: int = 0) -> list:
-    """Run an ONNX file with onnxruntime's CPU provider.
-
-    Args:
-        path (str): The .onnx file.
-        inputs (torch.Tensor): The input (its shape must be the exported one).
-        threads (int): Intra-op threads; 0 leaves onnxruntime's default. Defaults to 0.
-
-    Returns:
-        list[torch.Tensor]: The outputs, in the graph's order.
-    """
-    from .onnx_runtime import run_onnx
-    return run_onnx(path, inputs, 'onnxruntime', threads)
 
 
 def check_onnx(module: nn.Module, path: str, inputs: torch.Tensor, tensor_mode: bool = False,

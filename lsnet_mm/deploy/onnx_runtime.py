@@ -1,15 +1,19 @@
-"""Running exported ONNX files on CPU with onnxruntime or OpenVINO.
+"""Running exported ONNX files (and OpenVINO IR files) on CPU with onnxruntime or OpenVINO.
 
 :class:`OnnxModel` loads a file once and runs it many times with either runtime
 (``pip install onnxruntime`` / ``pip install openvino``); both take and return NumPy
 arrays keyed by the graph's input and output names. :class:`OnnxModule` puts one in
 place of the PyTorch module it was exported from (benchmarks).
 """
+import os.path as osp
 from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 from torch import nn
+
+from ..utils.errors import ConfigError
+from ..utils.optional import is_installed
 
 RUNTIMES = ('onnxruntime', 'openvino')
 
@@ -23,26 +27,54 @@ def runtime_available(runtime: str) -> bool:
     Returns:
         bool: The package imports.
     """
-    from ..utils.optional import is_installed
     return is_installed(runtime)
 
 
-class OnnxModel:
-    """An ONNX file loaded into onnxruntime (CPU provider) or OpenVINO (CPU device).
+def check_model_file(path: str, runtime: str) -> None:
+    """Raise :class:`ConfigError` unless ``runtime`` can load the model file ``path``.
 
     Args:
-        path (str): The .onnx file.
+        path (str): An ``.onnx`` file or an OpenVINO ``.xml`` file.
+        runtime (str): ``'onnxruntime'`` or ``'openvino'``.
+
+    Raises:
+        ConfigError: Unknown or uninstalled runtime, missing file, or an ``.xml`` file
+            for onnxruntime.
+    """
+    if runtime not in RUNTIMES:
+        raise ConfigError(f'runtime must be one of {", ".join(RUNTIMES)}, got {runtime!r}')
+    if not runtime_available(runtime):
+        raise ConfigError(f'the {runtime} runtime is not installed: pip install {runtime} '
+                          f'(the tested version is pinned in requirements.txt)')
+    if not osp.isfile(path):
+        raise ConfigError(f'model file {path!r} not found: export one with '
+                          f'tools/deployment/export_onnx.py or tools/deployment/quantize.py')
+    if path.endswith('.xml') and runtime != 'openvino':
+        raise ConfigError(f'{path} is an OpenVINO IR file: run it with the openvino runtime '
+                          f'(e.g. --backend openvino), or quantize to a .onnx file for '
+                          f'onnxruntime')
+
+
+class OnnxModel:
+    """An exported file loaded into onnxruntime (CPU provider) or OpenVINO (CPU device).
+
+    onnxruntime reads ``.onnx`` files (float or INT8 QDQ); OpenVINO reads those and its
+    own IR (``.xml`` with its ``.bin`` beside it, e.g. an INT8 model of
+    :func:`lsnet_mm.deploy.quantize.quantize_onnx`). OpenVINO runs floating-point
+    parts in float32 (no bf16 down-conversion on CPUs that have it).
+
+    Args:
+        path (str): The model file.
         runtime (str): ``'onnxruntime'`` or ``'openvino'``. Defaults to 'onnxruntime'.
         threads (int): Intra-op threads; 0 leaves the runtime's default. Defaults to 0.
 
     Raises:
-        ValueError: Unknown runtime.
-        ImportError: The runtime's package is not installed.
+        ConfigError: Unknown runtime, runtime not installed, missing file, or an
+            OpenVINO IR file given to onnxruntime.
     """
 
     def __init__(self, path: str, runtime: str = 'onnxruntime', threads: int = 0):
-        if runtime not in RUNTIMES:
-            raise ValueError(f'runtime must be one of {RUNTIMES}, got {runtime!r}')
+        check_model_file(path, runtime)
         self.path, self.runtime = path, runtime
         if runtime == 'onnxruntime':
             import onnxruntime as ort
@@ -82,7 +114,8 @@ class OnnxModel:
             outs = self._sess.run(None, dict(zip(self.input_names, arrays)))
         else:
             res = self._request.infer(arrays)
-            outs = [np.asarray(res[o]) for o in self._compiled.outputs]
+            # copies: the request's output buffers are reused by the next inference
+            outs = [np.array(res[o]) for o in self._compiled.outputs]
         return dict(zip(self.output_names, outs))
 
 
