@@ -49,8 +49,12 @@ def cached_checkpoint_path(url: str) -> str:
 
 def _how_to_fix(path: str, setting: Optional[str]) -> str:
     """The two ways around a download that cannot be made."""
-    use_local = (f'or point {setting} at a local copy (--cfg-options {setting}=PATH)'
-                 if setting else 'or give the path of a local copy instead of the URL')
+    if not setting:
+        use_local = 'or give the path of a local copy instead of the URL'
+    elif setting.startswith('-'):  # a command-line flag
+        use_local = f'or give {setting} the path of a local copy instead of the URL'
+    else:  # a config setting
+        use_local = f'or point {setting} at a local copy (--cfg-options {setting}=PATH)'
     return (f'Download the file where there is network access and put it at {path!r} '
             f'(where the loader looks for it), {use_local}.')
 

@@ -49,8 +49,8 @@ def test_missing_file_names_path_cwd_and_fix(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     msg = error_of('pretrained/nope.pth', what='LSNet pretrained checkpoint')
     assert msg.startswith(f"LSNet pretrained checkpoint not found: 'pretrained/nope.pth' "
-                          f"(cwd {str(tmp_path)!r}). Download it")
-    assert 'point the config at its real path' in msg
+                          f"(cwd {str(tmp_path)!r}). Check the path")
+    assert 'docs/model_zoo.md' in msg  # where the released files and their URLs are
 
 
 def test_random_bytes_and_foreign_files_are_not_checkpoints(tmp_path):

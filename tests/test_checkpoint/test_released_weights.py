@@ -21,7 +21,7 @@ from checkpoint_server import CheckpointServer, offline_url, use_local_network
 from mmengine.config import Config
 
 import lsnet_mm  # noqa: F401
-from lsnet_mm.apis import build_model_from_cfg
+from lsnet_mm.apis import build_model_from_cfg, launch
 from lsnet_mm.checkpoint import convert_released_checkpoint, read_backbone_weights
 from product_helpers import (
     RETINA,
@@ -125,8 +125,8 @@ def test_infer_tool(release, tmp_path, capsys):
     # offline: one error line naming the URL, the cache file and the fixes
     missing = offline_url('lsnet_t_maskrcnn.pth')
     with pytest.raises(SystemExit) as e:
-        infer_tool.main([img, release['det_cfg'], '--weights', missing, '--out-dir',
-                         str(tmp_path / 'offline')])
+        launch.run_tool(lambda: infer_tool.main([img, release['det_cfg'], '--weights', missing,
+                                                 '--out-dir', str(tmp_path / 'offline')]))
     assert e.value.code == 2
     cache = osp.join(str(release['root']), 'torch_home', 'hub', 'checkpoints',
                      'lsnet_t_maskrcnn.pth')
@@ -134,7 +134,8 @@ def test_infer_tool(release, tmp_path, capsys):
     assert err.startswith(f'error: checkpoint {missing!r} could not be downloaded (')
     assert err.endswith(f'and is not in the cache at {cache!r}. Download the file where there '
                         f'is network access and put it at {cache!r} (where the loader looks '
-                        f'for it), or give the path of a local copy instead of the URL.')
+                        f'for it), or give --weights the path of a local copy instead of the '
+                        f'URL.')
 
 
 def test_test_tool(release, tmp_path):
