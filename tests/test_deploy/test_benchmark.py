@@ -9,7 +9,7 @@ import torch
 
 from lsnet_mm import LSNet
 from lsnet_mm.apis import launch
-from lsnet_mm.utils.errors import ConfigError
+from lsnet_mm.utils.errors import ConfigError, ExportError
 from product_helpers import ROOT, tool
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -83,6 +83,17 @@ def test_bad_config_name_is_explained(benchmark, capsys):
     assert exit_info.value.code == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: cannot load config 'mmdet::no/such_config.py'")
+
+
+def test_two_stage_network_export_says_use_predict(benchmark, tmp_path):
+    """mmdet 3.3 cannot export a two-stage detector's tensor-mode forward (its RPN
+    post-processing imports mmdet 2's mmdet.core): an ExportError naming --predict,
+    before any file is written."""
+    mask = os.path.join(ROOT, 'configs', 'mask_rcnn_lsnet_t.py')
+    with pytest.raises(ExportError, match='two-stage detector.*add --predict'):
+        benchmark.main([mask, '--shape', '64', '64', '--runtime', 'onnxruntime', '--iters', '1',
+                        '--warmup', '0', '--no-flops', '--onnx-dir', str(tmp_path / 'onnx')])
+    assert not (tmp_path / 'onnx' / 'model.onnx').exists()
 
 
 @pytest.mark.slow

@@ -79,7 +79,7 @@ from torch import nn
 
 from lsnet_mm.apis import build_model_from_cfg, launch, load_config
 from lsnet_mm.models import switch_model_to_deploy
-from lsnet_mm.utils.errors import ConfigError
+from lsnet_mm.utils.errors import ConfigError, ExportError
 
 MODES = ('eager', 'deploy', 'compile', 'deploy+compile')
 #: ONNX runtimes of --runtime: float exports, and INT8 ones (OpenVINO: NNCF-quantized
@@ -284,6 +284,13 @@ def onnx_entries(entry, x, args, folder):
     if args.predict:  # the whole model: image in, detections / label map out
         from lsnet_mm.deploy.onnx_export import export_end2end
         export_end2end(module.model, path, x)
+    elif isinstance(module, TensorForward) and hasattr(module.model, 'rpn_head'):
+        raise ExportError(
+            f'--runtime without --predict: {info["config"]} is a two-stage detector, whose '
+            f'tensor-mode forward runs the RPN\'s proposal post-processing, which mmdet '
+            f'3.3 cannot export to ONNX (it imports mmdet 2\'s mmdet.core); add --predict to '
+            f'measure the end-to-end file (lsnet_mm.deploy.export_end2end) instead, or '
+            f'--backbone-only.')
     else:
         export_onnx(module, x, path)
     files = dict(onnxruntime=path, openvino=path)
