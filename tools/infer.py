@@ -1,7 +1,7 @@
 """Run a detector or a segmentor on images with mmdet's or mmseg's inferencer.
 
     .venv/bin/python tools/infer.py data/demo_coco/val/000000.png \
-        configs/demo/retinanet_lsnet_t_demo.py --weights work_dirs/demo/retinanet/epoch_6.pth
+        configs/demo/retinanet_lsnet_t_demo.py --weights work_dirs/demo/retinanet/epoch_8.pth
     .venv/bin/python tools/infer.py 'photos/*.jpg' configs/fpn_lsnet_t_ade20k.py \
         --weights CKPT --deploy
 
