@@ -5,7 +5,15 @@ import because pytest puts this folder (no __init__.py) on sys.path."""
 import os
 
 import pytest
+import setuptools  # noqa: F401 (see below)
 import torch
+
+# inductor's C++ builder imports setuptools lazily (torch.utils.cpp_extension), and
+# setuptools then replaces whatever distutils is loaded, asserting that it gets its own;
+# in a long-lived xdist worker where another test's libraries had loaded the standard
+# library's distutils first (mmengine's collect_env imports it), that assertion failed
+# once in CI (test_compile_inductor_lsconv_matches_eager). Importing setuptools before any
+# test settles distutils once for the whole worker.
 
 _WORKERS = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
 torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
