@@ -128,6 +128,22 @@ def _src(rows, offs, i, j, inside, rmask, H, W, T: tl.constexpr, S: tl.constexpr
 _GENERIC = ['C', 'G', 'H', 'W', 'CPG']
 
 
+@triton.jit
+def _pixel_block(HW, W, G, BLOCK: tl.constexpr):
+    """The program's (image b, weight group g) and pixel block, from its 1-D index.
+
+    Returns ``b, g, bg = b * G + g, hw`` (the plane size in 64 bits: offsets may pass
+    2^31), the block's pixel offsets, their mask and their rows ``i`` and columns ``j``.
+    """
+    pid = tl.program_id(0).to(tl.int64)
+    nblk = tl.cdiv(HW, BLOCK)
+    bg = pid // nblk
+    blk = (pid % nblk).to(tl.int32)
+    hw = pid * 0 + HW
+    offs = blk * BLOCK + tl.arange(0, BLOCK)
+    return bg // G, bg % G, bg, hw, offs, offs < HW, offs // W, offs % W
+
+
 @triton.jit(do_not_specialize=_GENERIC)
 def _ska_agg_kernel(src_ptr, w_ptr, out_ptr, C, G, H, W, HW, CPG, TRANSPOSE: tl.constexpr,
                     ACC: tl.constexpr, BLOCK: tl.constexpr, R: tl.constexpr):
@@ -136,17 +152,7 @@ def _ska_agg_kernel(src_ptr, w_ptr, out_ptr, C, G, H, W, HW, CPG, TRANSPOSE: tl.
     # grad_x[c, p] = sum_t grad_out[c, p - offset(t)] * w[g, t, p - offset(t)].
     # One program: pixel block `blk` of group (b, g) for all its channels c = r * G + g,
     # R channels at a time; the nine kernel planes are loaded once.
-    pid = tl.program_id(0).to(tl.int64)
-    nblk = tl.cdiv(HW, BLOCK)
-    bg = pid // nblk
-    blk = (pid % nblk).to(tl.int32)
-    b = bg // G
-    g = bg % G
-    hw = pid * 0 + HW  # 64-bit plane size: offsets may pass 2^31
-    offs = blk * BLOCK + tl.arange(0, BLOCK)
-    inside = offs < HW
-    i = offs // W
-    j = offs % W
+    b, g, bg, hw, offs, inside, i, j = _pixel_block(HW, W, G, BLOCK)
     w_base = w_ptr + bg * 9 * hw
     w0 = _load_w(w_base, hw, offs, i, j, inside, H, W, 0, TRANSPOSE, ACC)[None, :]
     w1 = _load_w(w_base, hw, offs, i, j, inside, H, W, 1, TRANSPOSE, ACC)[None, :]
@@ -187,17 +193,7 @@ def _ska_grad_w_kernel(go_ptr, x_ptr, gw_ptr, C, G, H, W, HW, CPG, ACC: tl.const
     # grad_w[b, g, t, p] = sum over c = r * G + g of grad_out[b, c, p] * x[b, c, p + offset(t)]
     # One program: all nine taps of pixel block `blk` of group (b, g), R channels at a
     # time (products summed over the channels once, at the end).
-    pid = tl.program_id(0).to(tl.int64)
-    nblk = tl.cdiv(HW, BLOCK)
-    bg = pid // nblk
-    blk = (pid % nblk).to(tl.int32)
-    b = bg // G
-    g = bg % G
-    hw = pid * 0 + HW
-    offs = blk * BLOCK + tl.arange(0, BLOCK)
-    inside = offs < HW
-    i = offs // W
-    j = offs % W
+    b, g, bg, hw, offs, inside, i, j = _pixel_block(HW, W, G, BLOCK)
     a0 = tl.zeros([R, BLOCK], dtype=ACC)
     a1 = tl.zeros([R, BLOCK], dtype=ACC)
     a2 = tl.zeros([R, BLOCK], dtype=ACC)
