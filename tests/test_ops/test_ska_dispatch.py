@@ -73,6 +73,19 @@ def _fallback_warnings(record):
     return [r for r in record if issubclass(r.category, SKAFallbackWarning)]
 
 
+def _steps_match_torch(x, w, go, want, steps):
+    """Run ``steps`` forward+backward passes of ``ska(x, w)``, each equal to ``want``;
+    returns the SKA fallback warnings they raised."""
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter('always')
+        for _ in range(steps):
+            out = ska(x, w)
+            got = (out, *torch.autograd.grad(out, (x, w), go))
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a, b)
+    return _fallback_warnings(record)
+
+
 def test_auto_uses_triton_launchers(kernels):
     x, w = _inputs()
     out = ska(x, w)
@@ -97,15 +110,9 @@ def test_forward_compile_error_falls_back_once(kernels, monkeypatch):
         raise e
 
     monkeypatch.setattr(kernels, 'forward', failing_forward)
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter('always')
-        for _ in range(3):
-            out = ska(x, w)
-            got = (out, *torch.autograd.grad(out, (x, w), go))
-            for a, b in zip(got, want):
-                torch.testing.assert_close(a, b)
-    assert len(_fallback_warnings(record)) == 1
-    message = str(_fallback_warnings(record)[0].message)
+    fallbacks = _steps_match_torch(x, w, go, want, steps=3)
+    assert len(fallbacks) == 1
+    message = str(fallbacks[0].message)
     assert 'forward' in message and 'forced failure' in message
     assert kernels.calls == ['forward']  # later calls and every backward: PyTorch path
     reason = ska_dispatch.fallback_reason()
@@ -126,14 +133,7 @@ def test_backward_launch_error_falls_back_once(kernels, monkeypatch):
         raise _out_of_resources()
 
     monkeypatch.setattr(kernels, 'backward', failing_backward)
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter('always')
-        for _ in range(2):
-            out = ska(x, w)
-            got = (out, *torch.autograd.grad(out, (x, w), go))
-            for a, b in zip(got, want):
-                torch.testing.assert_close(a, b)
-    assert len(_fallback_warnings(record)) == 1
+    assert len(_steps_match_torch(x, w, go, want, steps=2)) == 1
     assert kernels.calls == ['forward', 'backward']  # the second step: PyTorch only
     reason = ska_dispatch.fallback_reason()
     assert reason.startswith('backward: ') and 'OutOfResources' in reason
